@@ -1,0 +1,51 @@
+"""The FastAPI application: REST API under /api/v1, OpenAPI, and the web UI at /."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from werk import __version__
+from werk.api import health, problems
+from werk.historian.router import router as historian_router
+from werk.runtime import Runtime
+from werk.uns.router import router as uns_router
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(runtime: Runtime, *, web: bool = True) -> FastAPI:
+    """Build the app around `runtime`, which the app's lifespan starts and stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(runtime.start)
+        state = app.state
+        state.runtime, state.settings, state.namespace = runtime, runtime.settings, runtime.namespace
+        state.store, state.sessions, state.publisher = runtime.store, runtime.sessions, runtime.publisher
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runtime.stop)
+
+    app = FastAPI(
+        title="werk",
+        version=__version__,
+        summary="Unified Namespace, historian and Industry 4.0 ecosystem API",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(uns_router, prefix=API_PREFIX)
+    app.include_router(historian_router, prefix=API_PREFIX)
+    if web:
+        from werk.web import mount
+
+        mount(app)
+    return app

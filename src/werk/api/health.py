@@ -1,0 +1,71 @@
+"""Health of the running platform."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from werk import __version__
+
+router = APIRouter(tags=["platform"])
+
+
+class IngestHealth(BaseModel):
+    """Counters of the ingest pipeline."""
+
+    running: bool
+    received: int
+    accepted: int
+    samples: int
+    rejected: int
+    duplicates: int
+    overflowed: int
+    queue_depth: int
+    write_errors: int
+    last_error: str | None
+
+
+class Health(BaseModel):
+    """Overall health; `degraded` while storage writes fail."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    broker: str
+    embedded_broker: bool
+    mqtt_port: int
+    tags: int
+    stored_samples: int
+    ingest: IngestHealth
+
+
+@router.get("/health", response_model=Health, summary="Platform health")
+def health(request: Request) -> Health:
+    """Broker, ingest and storage status."""
+    runtime = request.app.state.runtime
+    pipeline = runtime.pipeline
+    stats = pipeline.stats
+    ingest = IngestHealth(
+        running=pipeline.running,
+        queue_depth=pipeline.queue_depth,
+        received=stats.received,
+        accepted=stats.accepted,
+        samples=stats.samples,
+        rejected=stats.rejected,
+        duplicates=stats.duplicates,
+        overflowed=stats.overflowed,
+        write_errors=stats.write_errors,
+        last_error=stats.last_error,
+    )
+    degraded = stats.last_error is not None or not pipeline.running
+    return Health(
+        status="degraded" if degraded else "ok",
+        version=__version__,
+        broker=runtime.address.url,
+        embedded_broker=runtime.broker is not None,
+        mqtt_port=runtime.mqtt_port,
+        tags=len(runtime.namespace),
+        stored_samples=runtime.store.count(),
+        ingest=ingest,
+    )

@@ -1,0 +1,1 @@
+"""Shared kernel: settings, the error tree, logging, time and the relational database."""

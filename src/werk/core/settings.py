@@ -1,0 +1,92 @@
+"""The one settings object, read from `WERK_*` environment variables and `werk.toml`."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_MIB = 1024 * 1024
+
+
+class OverflowPolicy(StrEnum):
+    """What the ingest queue does when it is full.
+
+    `block` stops reading from the broker (back-pressure; the broker holds the messages).
+    `quarantine` acknowledges the message and keeps it in quarantine with reason
+    `queue_overflow`, so nothing is lost but the live path is protected.
+    """
+
+    BLOCK = "block"
+    QUARANTINE = "quarantine"
+
+
+class Settings(BaseSettings):
+    """Every setting werk reads; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WERK_", env_nested_delimiter="__", extra="ignore", toml_file="werk.toml"
+    )
+
+    data_dir: Path = Path(".werk")
+    broker_url: str | None = Field(
+        default=None, description="External broker as mqtt://host:port; None starts the embedded one"
+    )
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    mqtt5_port: Annotated[int, Field(ge=1, le=65535)] = 1884
+    mqtt_max_payload: Annotated[int, Field(ge=1024)] = 4 * _MIB
+    mqtt_max_inflight: Annotated[int, Field(ge=1, le=65535)] = 4096
+    uns_root: str = "uns/v1"
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    ingest_max_payload: Annotated[int, Field(ge=64)] = _MIB
+    ingest_queue_size: Annotated[int, Field(ge=1)] = 200_000
+    ingest_overflow: OverflowPolicy = OverflowPolicy.BLOCK
+    ingest_batch_size: Annotated[int, Field(ge=1)] = 20_000
+    ingest_linger_ms: Annotated[int, Field(ge=0)] = 50
+    ingest_shared_group: str = "werk"
+    ingest_dedupe_window_s: Annotated[int, Field(ge=0)] = 900
+    registry_flush_s: Annotated[float, Field(gt=0)] = 2.0
+    database_url: str | None = None
+    historian_path: Path | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("WERK_CONFIG", "werk.toml"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, toml)
+
+    @property
+    def relational_url(self) -> str:
+        """SQLAlchemy URL of the relational store (SQLite in the data directory by default)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'werk.db'}"
+
+    @property
+    def historian_file(self) -> Path:
+        """DuckDB file of the historian."""
+        return self.historian_path or self.data_dir / "historian.duckdb"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once on first use."""
+    return Settings()

@@ -1,0 +1,23 @@
+"""Historian: the raw layer of every accepted sample, and queries over it."""
+
+from werk.historian.models import (
+    AGGREGATES,
+    Aggregate,
+    Bucket,
+    Point,
+    RawColumns,
+    TagLast,
+)
+from werk.historian.store import RawStore
+from werk.historian.duckdb_store import DuckDBRawStore
+
+__all__ = [
+    "AGGREGATES",
+    "Aggregate",
+    "Bucket",
+    "DuckDBRawStore",
+    "Point",
+    "RawColumns",
+    "RawStore",
+    "TagLast",
+]

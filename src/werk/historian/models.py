@@ -1,0 +1,95 @@
+"""Value types of the historian."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+
+class Aggregate(StrEnum):
+    """Aggregates a bucketed history query can return."""
+
+    MIN = "min"
+    MAX = "max"
+    AVG = "avg"
+    COUNT = "count"
+    FIRST = "first"
+    LAST = "last"
+
+
+AGGREGATES: Final = tuple(Aggregate)
+
+
+@dataclass(slots=True)
+class RawColumns:
+    """A batch of raw samples in column form, as the writer appends them.
+
+    `value` holds numbers and booleans (as 0/1); `text` holds string values; exactly one
+    of the two is set per row.
+    """
+
+    tag: list[str] = field(default_factory=list)
+    ts_ns: list[int] = field(default_factory=list)
+    ingest_ns: list[int] = field(default_factory=list)
+    value: list[float | None] = field(default_factory=list)
+    text: list[str | None] = field(default_factory=list)
+    quality: list[int] = field(default_factory=list)
+    msg_id: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tag)
+
+    def append(
+        self,
+        tag: str,
+        ts_ns: int,
+        ingest_ns: int,
+        value: bool | int | float | str,
+        quality: int,
+        msg_id: int,
+    ) -> None:
+        """Add one row."""
+        self.tag.append(tag)
+        self.ts_ns.append(ts_ns)
+        self.ingest_ns.append(ingest_ns)
+        if isinstance(value, str):
+            self.value.append(None)
+            self.text.append(value)
+        else:
+            self.value.append(float(value))
+            self.text.append(None)
+        self.quality.append(quality)
+        self.msg_id.append(msg_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One stored sample as a query returns it."""
+
+    ts_ns: int
+    ingest_ns: int
+    value: float | str | None
+    quality: int
+    msg_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregates of one time bucket."""
+
+    start_ns: int
+    count: int
+    min: float | None
+    max: float | None
+    avg: float | None
+    first: float | None
+    last: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TagLast:
+    """The newest stored sample of a tag."""
+
+    tag: str
+    point: Point

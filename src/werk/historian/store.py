@@ -1,0 +1,38 @@
+"""The storage contract every raw-layer backend implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from werk.historian.models import Bucket, Point, RawColumns, TagLast
+
+
+class RawStore(Protocol):
+    """Append-only raw layer: every accepted sample with its lineage."""
+
+    def open(self) -> None:
+        """Create or migrate the schema and get ready for writes."""
+
+    def close(self) -> None:
+        """Flush and release the storage."""
+
+    def write(self, rows: RawColumns) -> int:
+        """Append rows durably; return how many were written. Raise StorageUnavailable."""
+
+    def points(self, tag: str, start_ns: int, end_ns: int, limit: int) -> list[Point]:
+        """Samples of `tag` with start <= ts < end, oldest first, at most `limit`."""
+
+    def buckets(self, tag: str, start_ns: int, end_ns: int, bucket_ns: int) -> list[Bucket]:
+        """Aggregates of `tag` per bucket of `bucket_ns` nanoseconds (numeric values)."""
+
+    def last(self, tags: list[str]) -> list[TagLast]:
+        """The newest stored sample of each tag that has one."""
+
+    def recent_message_ids(self, since_ingest_ns: int) -> set[int]:
+        """Ids of messages ingested since `since_ingest_ns` (to drop redeliveries)."""
+
+    def knows(self, tag: str) -> bool:
+        """Whether any sample of `tag` was ever stored."""
+
+    def count(self) -> int:
+        """Number of stored samples."""

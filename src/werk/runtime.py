@@ -1,0 +1,116 @@
+"""The composition root: wires broker, stores, ingest and the demo plant together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from werk.core.db import create_db_engine, create_schema, session_scope
+from werk.core.errors import BrokerUnavailable
+from werk.core.settings import Settings
+from werk.historian import DuckDBRawStore, RawStore
+from werk.uns.broker import BrokerAddress, EmbeddedBroker, parse_broker_url, reachable
+from werk.uns.ingest import IngestPipeline
+from werk.uns.mqtt import Publisher
+from werk.uns.namespace import Namespace
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a running werk process holds, started and stopped in order."""
+
+    settings: Settings
+    demo: bool = False
+    namespace: Namespace = field(default_factory=Namespace)
+    engine: Engine | None = None
+    sessions: sessionmaker[Session] | None = None
+    store: RawStore | None = None
+    broker: EmbeddedBroker | None = None
+    address: BrokerAddress | None = None
+    pipeline: IngestPipeline | None = None
+    publisher: Publisher | None = None
+    plant: Any = None
+    _stack: list[Any] = field(default_factory=list)
+
+    @property
+    def mqtt_port(self) -> int:
+        """Port for plain MQTT 3.1.1 clients (the embedded broker's first listener)."""
+        if self.broker is None and self.address is not None:
+            return self.address.port
+        return self.settings.mqtt_port
+
+    def start(self) -> None:
+        """Start every part; on failure stop what already started and re-raise."""
+        try:
+            self._start_storage()
+            self._start_broker()
+            self._start_ingest()
+            if self.demo:
+                self._start_plant()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_storage(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = create_db_engine(self.settings.relational_url)
+        create_schema(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        with session_scope(self.sessions) as session:
+            self.namespace.load(session=session)
+        store = DuckDBRawStore(self.settings.historian_file)
+        store.open()
+        self.store = store
+        self._stack.append(store.close)
+        self._stack.append(self.engine.dispose)
+
+    def _start_broker(self) -> None:
+        if self.settings.broker_url:
+            self.address = parse_broker_url(self.settings.broker_url)
+            if not reachable(self.address):
+                raise BrokerUnavailable(
+                    f"cannot reach the MQTT broker at {self.address.url}", code="broker_unreachable"
+                )
+            return
+        self.broker = EmbeddedBroker(self.settings)
+        self.address = self.broker.start()
+        self._stack.append(self.broker.stop)
+
+    def _start_ingest(self) -> None:
+        assert self.address and self.store and self.sessions
+        self.pipeline = IngestPipeline(
+            settings=self.settings,
+            address=self.address,
+            store=self.store,
+            namespace=self.namespace,
+            sessions=self.sessions,
+        )
+        self.pipeline.start()
+        self._stack.append(self.pipeline.stop)
+        self.publisher = Publisher(self.address, role="api")
+        self.publisher.start()
+        self._stack.append(self.publisher.stop)
+
+    def _start_plant(self) -> None:
+        from werk.sim import DemoPlant
+
+        assert self.address
+        host = self.address.host
+        self.plant = DemoPlant(host, self.mqtt_port, root=self.settings.uns_root)
+        self.plant.start()
+        self._stack.append(self.plant.stop)
+
+    def stop(self) -> None:
+        """Stop in reverse start order; keep going if one part fails to stop."""
+        while self._stack:
+            step = self._stack.pop()
+            try:
+                step()
+            except Exception:
+                _LOGGER.exception("error while stopping %s", step)

@@ -1,0 +1,123 @@
+"""MQTT clients (paho-mqtt) with timeouts, and a publisher that waits for the broker's ack."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from werk.core.errors import BrokerUnavailable
+from werk.uns.broker import BrokerAddress
+
+_LOGGER = logging.getLogger(__name__)
+
+KEEPALIVE_S: Final = 30
+SESSION_EXPIRY_S: Final = 3600
+
+MessageHandler = Callable[[paho.Client, Any, paho.MQTTMessage], None]
+
+
+def client_id(role: str) -> str:
+    """A unique client id naming the role, e.g. ``werk-ingest-1a2b3c4d``."""
+    return f"werk-{role}-{uuid.uuid4().hex[:8]}"
+
+
+def make_client(
+    address: BrokerAddress, cid: str, *, persistent: bool = False, manual_ack: bool = False
+) -> paho.Client:
+    """A paho client for `address`; persistent sessions survive reconnects (MQTT 5)."""
+    protocol = paho.MQTTv5 if address.mqtt5 else paho.MQTTv311
+    kwargs: dict[str, Any] = {"client_id": cid, "protocol": protocol, "manual_ack": manual_ack}
+    if not address.mqtt5:
+        kwargs["clean_session"] = not persistent
+    client = paho.Client(CallbackAPIVersion.VERSION2, **kwargs)
+    client.connect_timeout = 5.0
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(100_000)
+    return client
+
+
+def connect(
+    client: paho.Client, address: BrokerAddress, *, persistent: bool = False, timeout_s: float = 10
+) -> None:
+    """Connect and start the network thread; raise BrokerUnavailable if not up in time."""
+    connected = threading.Event()
+    failure: list[str] = []
+
+    def on_connect(_c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            failure.append(str(rc))
+        connected.set()
+
+    client.on_connect = on_connect
+    properties = None
+    if address.mqtt5:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
+    try:
+        client.connect(
+            address.host, address.port, keepalive=KEEPALIVE_S,
+            clean_start=not persistent if address.mqtt5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
+        )  # fmt: skip
+    except OSError as exc:
+        raise BrokerUnavailable(f"cannot reach the MQTT broker at {address.url}: {exc}") from exc
+    client.loop_start()
+    if not connected.wait(timeout_s) or failure:
+        client.loop_stop()
+        reason = failure[0] if failure else f"no answer within {timeout_s:g} s"
+        raise BrokerUnavailable(f"the MQTT broker at {address.url} refused us: {reason}")
+
+
+def disconnect(client: paho.Client) -> None:
+    """Disconnect cleanly and stop the network thread."""
+    client.disconnect()
+    client.loop_stop()
+
+
+class Publisher:
+    """A connected client that publishes and waits until the broker has the message."""
+
+    def __init__(self, address: BrokerAddress, role: str = "publisher") -> None:
+        self._address = address
+        self._client = make_client(address, client_id(role))
+
+    def __enter__(self) -> Publisher:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Connect to the broker."""
+        connect(self._client, self._address)
+
+    def stop(self) -> None:
+        """Disconnect from the broker."""
+        disconnect(self._client)
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, timeout_s: float = 5
+    ) -> None:
+        """Publish and block until the broker acknowledged it (QoS 1/2) or it was sent."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise BrokerUnavailable(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            raise BrokerUnavailable(f"publish to {topic!r} failed: {exc}") from exc
+        if not info.is_published():
+            raise BrokerUnavailable(
+                f"the broker did not acknowledge {topic!r} within {timeout_s:g} s"
+            )

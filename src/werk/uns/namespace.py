@@ -1,0 +1,218 @@
+"""The namespace registry: every tag seen, its type, unit, rate and last-known value."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from werk.core.clock import NS_PER_S
+from werk.core.errors import NotFound, PayloadError
+from werk.uns.contracts import Quality, Sample
+from werk.uns.models import TagRecord
+from werk.uns.topics import matches
+
+_EWMA: Final = 0.2
+# SQLite allows 32766 bound parameters per statement; 12 columns per row.
+_UPSERT_CHUNK: Final = 2000
+
+
+def data_type_of(value: bool | int | float | str) -> str:
+    """The registry's data type of a value: boolean, number or string."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    return "number"
+
+
+@dataclass(slots=True)
+class TagState:
+    """What the registry knows of one tag, including its last-known value."""
+
+    path: str
+    data_type: str
+    unit: str | None
+    first_seen_ns: int
+    last_seen_ns: int
+    samples: int
+    interval_s: float | None
+    value: bool | int | float | str
+    ts_ns: int
+    ingest_ns: int
+    quality: Quality
+    msg_id: int
+
+    def rate(self, now_ns: int) -> float:
+        """Samples per second, decaying once the tag goes quiet."""
+        if self.interval_s is None:
+            return 0.0
+        quiet_s = (now_ns - self.last_seen_ns) / NS_PER_S
+        return 1.0 / max(self.interval_s, quiet_s, 1e-6)
+
+
+@dataclass(slots=True)
+class TreeNode:
+    """A level of the namespace tree with its children and the tags directly below it."""
+
+    name: str
+    path: str
+    children: dict[str, TreeNode] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain nested dictionaries for the API."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "children": [c.as_dict() for c in self.children.values()],
+            "tags": self.tags,
+        }
+
+
+class Namespace:
+    """In-memory registry and last-known-value store, persisted by `flush`."""
+
+    def __init__(self) -> None:
+        self._tags: dict[str, TagState] = {}
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tags)
+
+    def check_types(self, samples: Iterable[Sample]) -> None:
+        """Raise `PayloadError` if a sample would change the data type of a known tag."""
+        tags = self._tags
+        for sample in samples:
+            state = tags.get(sample.tag_path)
+            if state is not None and state.data_type != data_type_of(sample.value):
+                raise PayloadError(
+                    f"tag {sample.tag_path!r} is {state.data_type}, "
+                    f"got {data_type_of(sample.value)} {sample.value!r}",
+                    code="type_changed",
+                )
+
+    def observe(self, samples: Iterable[Sample], ingest_ns: int, msg_id: int) -> None:
+        """Record samples of one message: registry entry and last-known value."""
+        with self._lock:
+            for sample in samples:
+                self._observe_one(sample, ingest_ns, msg_id)
+
+    def _observe_one(self, sample: Sample, ingest_ns: int, msg_id: int) -> None:
+        state = self._tags.get(sample.tag_path)
+        self._dirty.add(sample.tag_path)
+        if state is None:
+            self._tags[sample.tag_path] = TagState(
+                sample.tag_path, data_type_of(sample.value), sample.unit, ingest_ns, ingest_ns,
+                1, None, sample.value, sample.ts_ns, ingest_ns, sample.quality, msg_id,
+            )  # fmt: skip
+            return
+        interval = (ingest_ns - state.last_seen_ns) / NS_PER_S
+        state.interval_s = (
+            interval if state.interval_s is None else _EWMA * interval + (1 - _EWMA) * state.interval_s
+        )
+        state.last_seen_ns = ingest_ns
+        state.samples += 1
+        state.unit = sample.unit or state.unit
+        if sample.ts_ns >= state.ts_ns:
+            state.value, state.ts_ns, state.quality = sample.value, sample.ts_ns, sample.quality
+            state.ingest_ns, state.msg_id = ingest_ns, msg_id
+
+    def get(self, path: str) -> TagState:
+        """One tag, or NotFound."""
+        state = self._tags.get(path)
+        if state is None:
+            raise NotFound(f"no tag {path!r} in the namespace", tag=path)
+        return state
+
+    def select(self, topic_filter: str) -> list[TagState]:
+        """Tags whose path matches an MQTT-style filter (``acme/+/machining/#``)."""
+        return [s for path, s in self._snapshot() if matches(topic_filter, path)]
+
+    def search(self, text: str, limit: int) -> list[TagState]:
+        """Tags whose path contains every word of `text` (case-insensitive)."""
+        words = text.lower().split()
+        found = [s for path, s in self._snapshot() if all(w in path.lower() for w in words)]
+        return found[:limit]
+
+    def tree(self, prefix: str = "") -> TreeNode:
+        """The namespace below `prefix` as a tree of levels with their tags."""
+        root = TreeNode(prefix.rsplit("/", 1)[-1], prefix)
+        start = f"{prefix}/" if prefix else ""
+        for path, _ in self._snapshot():
+            if path.startswith(start):
+                _insert(root, path[len(start) :].split("/"))
+        return root
+
+    def _snapshot(self) -> list[tuple[str, TagState]]:
+        with self._lock:
+            return sorted(self._tags.items())
+
+    def load(self, *, session: Session) -> None:
+        """Fill the registry from its persisted records."""
+        records = session.scalars(select(TagRecord)).all()
+        with self._lock:
+            self._tags = {r.path: _state_from_record(r) for r in records}
+
+    def flush(self, *, session: Session) -> int:
+        """Upsert the tags changed since the last flush (the caller commits)."""
+        with self._lock:
+            changed = [self._tags[p] for p in self._dirty]
+            self._dirty.clear()
+        for start in range(0, len(changed), _UPSERT_CHUNK):
+            _upsert(session, [_record_values(s) for s in changed[start : start + _UPSERT_CHUNK]])
+        return len(changed)
+
+
+def _insert(node: TreeNode, parts: list[str]) -> None:
+    for name in parts[:-1]:
+        child = node.children.get(name)
+        if child is None:
+            path = f"{node.path}/{name}" if node.path else name
+            child = node.children[name] = TreeNode(name, path)
+        node = child
+    node.tags.append(f"{node.path}/{parts[-1]}" if node.path else parts[-1])
+
+
+def _record_values(state: TagState) -> dict[str, Any]:
+    return {
+        "path": state.path,
+        "data_type": state.data_type,
+        "unit": state.unit,
+        "first_seen_ns": state.first_seen_ns,
+        "last_seen_ns": state.last_seen_ns,
+        "samples": state.samples,
+        "interval_s": state.interval_s,
+        "value_json": orjson.dumps(state.value).decode(),
+        "ts_ns": state.ts_ns,
+        "ingest_ns": state.ingest_ns,
+        "quality": int(state.quality),
+        "msg_id": state.msg_id,
+    }
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = pg_insert(TagRecord).values(rows)
+    else:
+        statement = sqlite_insert(TagRecord).values(rows)
+    updates = {c: statement.excluded[c] for c in rows[0] if c != "path"}
+    session.execute(statement.on_conflict_do_update(index_elements=["path"], set_=updates))
+
+
+def _state_from_record(record: TagRecord) -> TagState:
+    return TagState(
+        record.path, record.data_type, record.unit, record.first_seen_ns, record.last_seen_ns,
+        record.samples, record.interval_s, orjson.loads(record.value_json), record.ts_ns,
+        record.ingest_ns, Quality(record.quality), record.msg_id,
+    )  # fmt: skip
