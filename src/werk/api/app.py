@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,7 +17,9 @@ from werk.uns.router import router as uns_router
 API_PREFIX = "/api/v1"
 
 
-def create_app(runtime: Runtime, *, web: bool = True) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, web: bool = True, on_ready: Callable[[], None] | None = None
+) -> FastAPI:
     """Build the app around `runtime`, which the app's lifespan starts and stops."""
 
     @asynccontextmanager
@@ -26,6 +28,8 @@ def create_app(runtime: Runtime, *, web: bool = True) -> FastAPI:
         state = app.state
         state.runtime, state.settings, state.namespace = runtime, runtime.settings, runtime.namespace
         state.store, state.sessions, state.publisher = runtime.store, runtime.sessions, runtime.publisher
+        if on_ready is not None:
+            on_ready()
         try:
             yield
         finally:

@@ -191,6 +191,7 @@ class DemoPlant:
     def _connect(self, timeout_s: float) -> paho.Client:
         client = self._new_client(timeout_s)
         self._connected.clear()
+        self._down = self._congested = False
         try:
             client.connect(self.host, self.port, keepalive=KEEPALIVE_S)
         except OSError as exc:

@@ -207,13 +207,29 @@ def _error_code(exc: PydanticValidationError) -> str:
     return "contract"
 
 
+_UNION_BRANCHES: Final = frozenset({"bool", "int", "float", "str", "constrained-str", "SampleV1"})
+
+
 def _explain(exc: PydanticValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error["loc"])
-        parts.append(f"{where or 'payload'}: {error['msg']}")
-    more = exc.error_count() - 3
+    """One readable line: union alternatives collapse into one message per field."""
+    messages: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        if loc and loc[-1] in _UNION_BRANCHES:
+            where = ".".join(loc[:-1])
+            messages.setdefault(where, _scalar_message(error.get("input")))
+        else:
+            messages.setdefault(".".join(loc) or "payload", error["msg"])
+    parts = [f"{where}: {msg}" for where, msg in list(messages.items())[:3]]
+    more = len(messages) - 3
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _scalar_message(value: object) -> str:
+    if isinstance(value, float):
+        return f"must be a finite number, a boolean or a string, got {value!r}"
+    kind = "null" if value is None else type(value).__name__
+    return f"must be a finite number, a boolean or a string (at most {MAX_TEXT_CHARS} characters), got {kind}"
 
 
 def _timestamp(ts: Timestamp | None, received_ns: int) -> int:
@@ -222,7 +238,7 @@ def _timestamp(ts: Timestamp | None, received_ns: int) -> int:
     ts_ns = from_datetime(ts) if isinstance(ts, datetime) else ts * NS_PER_MS
     if ts_ns < 0 or ts_ns > received_ns + _FUTURE_TOLERANCE_NS:
         raise PayloadError(
-            f"timestamp {ts!r} is before 1970 or more than 24 h in the future",
+            f"timestamp {ts_ns // NS_PER_MS} ms is before 1970 or more than 24 h in the future",
             code="timestamp_out_of_range",
         )
     return ts_ns

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import orjson
 import pytest
@@ -94,7 +95,8 @@ def test_plant_has_two_lines_and_every_kind() -> None:
     }
     assert len(machines) >= 6
     assert len({m.spec.asset for m in machines}) == len(machines)
-    assert {m.spec.kind for m in machines} == {"cnc", "press", "robot", "oven", "packer", "conveyor"}
+    kinds = {m.spec.kind for m in machines}
+    assert kinds == {"cnc", "press", "robot", "oven", "packer", "conveyor"}
     for line in ("line-1", "line-2"):
         assert sum(m.node.line == line for m in machines) >= 3
 
@@ -103,7 +105,7 @@ def test_counters_never_decrease_and_only_count_while_running(
     hour: dict[str, tuple[Machine, list[Sample]]],
 ) -> None:
     for _, samples in hour.values():
-        for before, after in zip(samples, samples[1:], strict=False):
+        for before, after in pairwise(samples):
             for tag in ("parts.good", "parts.bad"):
                 assert isinstance(after[tag].value, int)
                 assert after[tag].value >= before[tag].value

@@ -1,0 +1,99 @@
+"""`werk`: run the platform, browse and publish to the UNS, query history, benchmark."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from werk.cli.bench import bench_app
+from werk.cli.errors import one_line_errors
+from werk.cli.uns import history_command, uns_app
+
+app = typer.Typer(
+    name="werk",
+    help="werk: Unified Namespace, historian and Industry 4.0 ecosystem platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option("--broker", help="use a running broker, e.g. mqtt://127.0.0.1:1883"),
+]
+MqttPortOpt = Annotated[
+    int | None, typer.Option("--mqtt-port", help="embedded broker MQTT 3.1.1 port [1883]")
+]
+Mqtt5PortOpt = Annotated[
+    int | None, typer.Option("--mqtt5-port", help="embedded broker MQTT 5 port [1884]")
+]
+HostOpt = Annotated[str | None, typer.Option("--host", help="HTTP bind address [127.0.0.1]")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="HTTP port [8000]")]
+DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="data directory [./.werk]")]
+
+
+@app.command()
+@one_line_errors
+def run(
+    broker: BrokerOpt = None,
+    mqtt_port: MqttPortOpt = None,
+    mqtt5_port: Mqtt5PortOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the platform: broker (embedded unless --broker), ingest, API and web UI."""
+    from werk.cli.server import serve
+
+    serve(demo=False, **_overrides(broker, mqtt_port, mqtt5_port, host, port, data_dir))
+
+
+@app.command()
+@one_line_errors
+def demo(
+    broker: BrokerOpt = None,
+    mqtt_port: MqttPortOpt = None,
+    mqtt5_port: Mqtt5PortOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the platform with the simulated demo plant feeding it."""
+    from werk.cli.server import serve
+
+    serve(demo=True, **_overrides(broker, mqtt_port, mqtt5_port, host, port, data_dir))
+
+
+def _overrides(
+    broker: str | None,
+    mqtt_port: int | None,
+    mqtt5_port: int | None,
+    host: str | None,
+    port: int | None,
+    data_dir: str | None,
+) -> dict[str, Any]:
+    given = {
+        "broker_url": broker,
+        "mqtt_port": mqtt_port,
+        "mqtt5_port": mqtt5_port,
+        "http_host": host,
+        "http_port": port,
+        "data_dir": data_dir,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+app.add_typer(uns_app, name="uns")
+app.command("history")(history_command)
+app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    """Entry point for `python -m werk`."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

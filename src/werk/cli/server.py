@@ -1,0 +1,55 @@
+"""Serve the platform with uvicorn and tell the user where to look."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+
+from werk.api import create_app
+from werk.core.errors import Unavailable
+from werk.core.logging import configure_logging
+from werk.core.settings import Settings, get_settings
+from werk.runtime import Runtime
+from werk.uns.broker import port_in_use
+
+console = Console()
+
+
+def serve(*, demo: bool, **overrides: Any) -> None:
+    """Start the runtime inside uvicorn's lifespan and block until Ctrl+C."""
+    settings = get_settings().model_copy(update=overrides)
+    settings = Settings.model_validate(settings.model_dump())
+    configure_logging(settings.log_level)
+    if port_in_use(settings.http_host, settings.http_port):
+        raise Unavailable(
+            f"HTTP port {settings.http_port} on {settings.http_host} is already in use; "
+            "pick another with --port",
+            code="port_in_use",
+        )
+    runtime = Runtime(settings, demo=demo)
+    app = create_app(runtime, on_ready=lambda: _print_banner(runtime, demo=demo))
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+
+
+def _print_banner(runtime: Runtime, *, demo: bool) -> None:
+    s = runtime.settings
+    web = f"http://{s.http_host}:{s.http_port}"
+    broker = (
+        f"MQTT 3.1.1 on {s.mqtt_host}:{s.mqtt_port}, MQTT 5 on {s.mqtt_host}:{s.mqtt5_port}"
+        if runtime.broker is not None
+        else f"external broker {s.broker_url}"
+    )
+    lines = [
+        f"[bold]Web UI[/bold]     {web}/",
+        f"[bold]API docs[/bold]   {web}/api/docs   (OpenAPI: {web}/api/openapi.json)",
+        f"[bold]MQTT[/bold]       {broker}",
+        f"[bold]UNS root[/bold]   {s.uns_root}/<enterprise>/<site>/<area>/<line>/<cell>/...",
+        f"[bold]Data[/bold]       {s.data_dir.resolve()}",
+    ]
+    if demo:
+        lines.append("[bold]Demo plant[/bold] acme/berlin/machining: 2 lines publishing at 1 Hz")
+    title = "werk demo" if demo else "werk"
+    console.print(Panel("\n".join(lines), title=f"{title} is running (Ctrl+C to stop)"))

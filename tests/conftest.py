@@ -1,0 +1,162 @@
+"""Shared fixtures: free ports, real brokers (embedded rumqttd, Mosquitto), a running werk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as paho
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from werk.api import create_app
+from werk.core.settings import Settings
+from werk.runtime import Runtime
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(what: str, available: bool) -> None:
+    """Skip locally when a service is missing; in CI a missing service is a failure."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not installed")
+    pytest.skip(f"{what} is not installed")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s")
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings on free ports in a temporary data directory."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "mqtt_port": free_port(),
+        "mqtt5_port": free_port(),
+        "http_port": free_port(),
+        "registry_flush_s": 0.2,
+        "ingest_linger_ms": 5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Fresh settings for one test."""
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """A started werk (embedded broker, ingest, API) behind a test client."""
+    with TestClient(create_app(Runtime(settings), web=False)) as test_client:
+        yield test_client
+
+
+def mqtt_client(port: int, *, v5: bool = False) -> paho.Client:
+    """A plain paho client connected to 127.0.0.1:port."""
+    protocol = paho.MQTTv5 if v5 else paho.MQTTv311
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
+    c.connect("127.0.0.1", port, keepalive=30)
+    c.loop_start()
+    return c
+
+
+def publish(port: int, topic: str, payload: bytes, *, v5: bool = False) -> None:
+    """Publish at QoS 1 with a plain paho client and wait for the broker's ack."""
+    c = mqtt_client(port, v5=v5)
+    try:
+        c.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real Mosquitto broker on a free port; yields the port."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    require("mosquitto", Path(binary).exists())
+    port = free_port()
+    conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_packet_size 5242880\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: _listening(port), timeout=10)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class LiveServer:
+    """werk served by uvicorn in a thread, for tests that need real HTTP."""
+
+    def __init__(self, settings: Settings, *, web: bool = False, demo: bool = False) -> None:
+        self.settings = settings
+        self.runtime = Runtime(settings, demo=demo)
+        app = create_app(self.runtime, web=web)
+        config = uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{settings.http_port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_until(self._healthy, timeout=30)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    """A running werk with real HTTP."""
+    with LiveServer(settings) as server:
+        yield server
