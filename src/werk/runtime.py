@@ -37,6 +37,7 @@ class Runtime:
     publisher: Publisher | None = None
     plant: Any = None
     _stack: list[Any] = field(default_factory=list)
+    _started: bool = False
 
     @property
     def mqtt_port(self) -> int:
@@ -45,14 +46,22 @@ class Runtime:
             return self.address.port
         return self.settings.mqtt_port
 
+    @property
+    def started(self) -> bool:
+        """Whether `start` completed and `stop` has not run since."""
+        return self._started
+
     def start(self) -> None:
         """Start every part; on failure stop what already started and re-raise."""
+        if self.started:
+            return
         try:
             self._start_storage()
             self._start_broker()
             self._start_ingest()
             if self.demo:
                 self._start_plant()
+            self._started = True
         except BaseException:
             self.stop()
             raise
@@ -108,6 +117,7 @@ class Runtime:
 
     def stop(self) -> None:
         """Stop in reverse start order; keep going if one part fails to stop."""
+        self._started = False
         while self._stack:
             step = self._stack.pop()
             try:

@@ -24,6 +24,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns_runtime = not runtime.started
         await run_in_threadpool(runtime.start)
         state = app.state
         state.runtime, state.settings, state.namespace = runtime, runtime.settings, runtime.namespace
@@ -33,7 +34,8 @@ def create_app(
         try:
             yield
         finally:
-            await run_in_threadpool(runtime.stop)
+            if owns_runtime:
+                await run_in_threadpool(runtime.stop)
 
     app = FastAPI(
         title="werk",

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     ingest_batch_size: Annotated[int, Field(ge=1)] = 20_000
     ingest_linger_ms: Annotated[int, Field(ge=0)] = 50
     ingest_shared_group: str = "werk"
+    ingest_client_id: str | None = Field(
+        default=None,
+        description="stable MQTT client id of this ingest worker (persistent session); "
+        "default werk-ingest-<host>",
+    )
     ingest_dedupe_window_s: Annotated[int, Field(ge=0)] = 900
     registry_flush_s: Annotated[float, Field(gt=0)] = 2.0
     database_url: str | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -27,7 +28,7 @@ from werk.historian import RawColumns, RawStore
 from werk.uns import quarantine
 from werk.uns.broker import BrokerAddress
 from werk.uns.contracts import Decoded, decode
-from werk.uns.mqtt import client_id, connect, disconnect, make_client
+from werk.uns.mqtt import connect, disconnect, make_client
 from werk.uns.namespace import Namespace
 from werk.uns.quarantine import Rejected
 from werk.uns.topics import UnsTopic, parse_topic
@@ -144,7 +145,8 @@ class IngestPipeline:
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="werk-ingest", daemon=True)
         self._worker.start()
-        self._client = make_client(self._address, client_id("ingest"), manual_ack=True)
+        cid = self._settings.ingest_client_id or f"werk-ingest-{socket.gethostname()}"
+        self._client = make_client(self._address, cid, manual_ack=True, persistent=True)
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         connect(self._client, self._address, persistent=True)

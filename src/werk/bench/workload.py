@@ -1,0 +1,57 @@
+"""The benchmark's messages: topics and payloads of single-tag, batch and probe messages.
+
+Every message differs from every other (value or timestamp), because ingest drops a
+message it has already stored.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+
+NODE: Final = "acme/bench/area/line-1/cell-1"
+MACHINES: Final = 10
+TAGS_PER_MACHINE: Final = 100
+BATCH_TAGS: Final = 100
+PROBE_TAG_PATH: Final = f"{NODE}/probe/latency"
+WARMUP_TAG_PATH: Final = f"{NODE}/probe/warmup"
+_BATCH_KEYS: Final = tuple(f"t{j}" for j in range(BATCH_TAGS))
+
+
+def machine(i: int) -> str:
+    """The machine node of message `i`, cycling through `MACHINES` machines."""
+    return f"{NODE}/m-{(i // TAGS_PER_MACHINE) % MACHINES}"
+
+
+def value_topic(root: str, i: int) -> str:
+    """The `_value` topic of message `i`: one of MACHINES x TAGS_PER_MACHINE tags."""
+    return f"{root}/{machine(i)}/_value/t{i % TAGS_PER_MACHINE}"
+
+
+def value_payload(i: int, ts_ms: int) -> bytes:
+    """A `value/v1` payload whose value is unique to message `i`."""
+    return orjson.dumps({"value": i + 0.5, "ts": ts_ms})
+
+
+def batch_topic(root: str, i: int) -> str:
+    """The `_batch` topic of batch message `i`, cycling through the machines."""
+    return f"{root}/{NODE}/m-{i % MACHINES}/_batch"
+
+
+def batch_payload(i: int, ts_ms: int) -> bytes:
+    """A `batch/v1` payload of BATCH_TAGS values unique to message `i`."""
+    base = float(i * BATCH_TAGS)
+    values = {key: base + j for j, key in enumerate(_BATCH_KEYS)}
+    return orjson.dumps({"ts": ts_ms, "values": values})
+
+
+def tag_topic(root: str, tag_path: str) -> str:
+    """The `_value` topic of a tag path such as ``acme/.../probe/latency``."""
+    node, tag = tag_path.rsplit("/", 1)
+    return f"{root}/{node}/_value/{tag}"
+
+
+def probe_payload(published_ns: int) -> bytes:
+    """A probe value carrying its publish time in epoch microseconds (exact in a double)."""
+    return orjson.dumps({"value": float(published_ns // 1000), "ts": published_ns // 1_000_000})

@@ -1,0 +1,90 @@
+"""The DuckDB raw layer: batched writes, range and bucket queries, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from werk.core.clock import NS_PER_S
+from werk.core.errors import StorageUnavailable
+from werk.historian import DuckDBRawStore, RawColumns
+
+T0 = 1_795_000_000 * NS_PER_S
+TAG = "acme/berlin/machining/line-1/cell-1/cnc-1/temp"
+
+
+def _rows(values: list[float | str], tag: str = TAG, step_s: int = 10, msg0: int = 1) -> RawColumns:
+    rows = RawColumns()
+    for i, value in enumerate(values):
+        rows.append(tag, T0 + i * step_s * NS_PER_S, T0 + i * step_s * NS_PER_S + 5, value, 0, msg0 + i)
+    return rows
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> DuckDBRawStore:
+    s = DuckDBRawStore(tmp_path / "h.duckdb")
+    s.open()
+    return s
+
+
+def test_points_come_back_in_order_with_lineage(store: DuckDBRawStore) -> None:
+    store.write(_rows([3.0, 1.0, "RUN", 2.0]))
+    points = store.points(TAG, T0, T0 + 3600 * NS_PER_S, 10)
+    assert [p.value for p in points] == [3.0, 1.0, "RUN", 2.0]
+    assert [p.msg_id for p in points] == [1, 2, 3, 4]
+    assert points[0].ts_ns == T0 and points[0].ingest_ns == T0 + 5 // 1000 * 1000
+
+
+def test_range_is_half_open_and_limited(store: DuckDBRawStore) -> None:
+    store.write(_rows([float(i) for i in range(10)]))
+    points = store.points(TAG, T0 + 10 * NS_PER_S, T0 + 50 * NS_PER_S, 100)
+    assert [p.value for p in points] == [1.0, 2.0, 3.0, 4.0]
+    assert len(store.points(TAG, T0, T0 + 3600 * NS_PER_S, 3)) == 3
+
+
+def test_buckets_aggregate_per_minute(store: DuckDBRawStore) -> None:
+    store.write(_rows([float(i) for i in range(12)]))  # two minutes at 10 s spacing
+    first, second = store.buckets(TAG, T0, T0 + 3600 * NS_PER_S, 60 * NS_PER_S)[:2]
+    offset = (T0 // NS_PER_S) % 60  # buckets align to the epoch
+    assert first.start_ns == T0 - offset * NS_PER_S
+    assert first.count + second.count <= 12
+    every = store.buckets(TAG, T0, T0 + 3600 * NS_PER_S, 3600 * NS_PER_S)
+    assert sum(b.count for b in every) == 12
+    assert min(b.min or 0 for b in every) == 0.0
+    assert max(b.max or 0 for b in every) == 11.0
+    assert every[0].first == 0.0 and every[-1].last == 11.0
+
+
+def test_last_and_recent_message_ids(store: DuckDBRawStore) -> None:
+    store.write(_rows([1.0, 2.0]))
+    store.write(_rows([7.0], tag=TAG + "2", msg0=9))
+    last = {t.tag: t.point.value for t in store.last([TAG, TAG + "2", "unknown"])}
+    assert last == {TAG: 2.0, TAG + "2": 7.0}
+    assert store.recent_message_ids(T0 - 1) == {1, 2, 9}
+    assert store.recent_message_ids(T0 + 10**12) == set()
+
+
+def test_data_survives_a_reopen(tmp_path: Path) -> None:
+    first = DuckDBRawStore(tmp_path / "h.duckdb")
+    first.open()
+    first.write(_rows([1.0, 2.0]))
+    first.close()
+    again = DuckDBRawStore(tmp_path / "h.duckdb")
+    again.open()
+    again.write(_rows([3.0], tag=TAG + "b"))
+    assert again.count() == 3
+    assert again.knows(TAG) and again.knows(TAG + "b")
+
+
+def test_a_closed_store_reports_storage_unavailable(tmp_path: Path) -> None:
+    store = DuckDBRawStore(tmp_path / "h.duckdb")
+    with pytest.raises(StorageUnavailable):
+        store.write(_rows([1.0]))
+
+
+def test_an_unopenable_file_reports_storage_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "h.duckdb").write_text("this is not a database")
+    with pytest.raises(StorageUnavailable) as info:
+        DuckDBRawStore(tmp_path / "h.duckdb").open()
+    assert "open the historian" in info.value.message
