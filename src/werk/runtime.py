@@ -92,7 +92,8 @@ class Runtime:
         self._stack.append(self.broker.stop)
 
     def _start_ingest(self) -> None:
-        assert self.address and self.store and self.sessions
+        if self.address is None or self.store is None or self.sessions is None:
+            raise RuntimeError("storage and broker must start before ingest")
         self.pipeline = IngestPipeline(
             settings=self.settings,
             address=self.address,

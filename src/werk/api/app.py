@@ -27,8 +27,16 @@ def create_app(
         owns_runtime = not runtime.started
         await run_in_threadpool(runtime.start)
         state = app.state
-        state.runtime, state.settings, state.namespace = runtime, runtime.settings, runtime.namespace
-        state.store, state.sessions, state.publisher = runtime.store, runtime.sessions, runtime.publisher
+        state.runtime, state.settings, state.namespace = (
+            runtime,
+            runtime.settings,
+            runtime.namespace,
+        )
+        state.store, state.sessions, state.publisher = (
+            runtime.store,
+            runtime.sessions,
+            runtime.publisher,
+        )
         if on_ready is not None:
             on_ready()
         try:

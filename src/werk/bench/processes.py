@@ -6,6 +6,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import IO, Any, Final
@@ -76,8 +77,20 @@ class PublisherProcess:
                 stream.close()
 
     def _next(self, timeout_s: float) -> dict[str, Any]:
+        """The child's next JSON line; empty if none came in time or the child exited."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                return self._lines.get(timeout=0.2)
+            except queue.Empty:
+                if self._proc is None or self._proc.poll() is not None:
+                    return self._last_line()
+        return {}
+
+    def _last_line(self) -> dict[str, Any]:
+        # The child may have printed its last line just before it exited.
         try:
-            return self._lines.get(timeout=timeout_s)
+            return self._lines.get(timeout=0.5)
         except queue.Empty:
             return {}
 

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -38,6 +38,7 @@ class PublishFigures:
     acked: int = 0
     failed: int = 0
     probes: int = 0
+    probe_times_us: list[int] = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     complete: bool = False
@@ -87,7 +88,9 @@ def flood_messages(args: argparse.Namespace) -> list[tuple[str, bytes]]:
     ts_ms = time.time_ns() // 1_000_000
     numbers = range(args.offset, args.offset + args.count)
     if args.mode == "batch":
-        return [(workload.batch_topic(args.root, i), workload.batch_payload(i, ts_ms)) for i in numbers]
+        return [
+            (workload.batch_topic(args.root, i), workload.batch_payload(i, ts_ms)) for i in numbers
+        ]
     return [(workload.value_topic(args.root, i), workload.value_payload(i, ts_ms)) for i in numbers]
 
 
@@ -112,11 +115,18 @@ def paced(client: paho.Client, figures: PublishFigures, args: argparse.Namespace
     for due, probe in _schedule(args.rate, args.seconds, args.probe_hz):
         for i in range(args.offset + sent, args.offset + due):
             ts_ms = time.time_ns() // 1_000_000
-            publish(client, figures, workload.value_topic(args.root, i), workload.value_payload(i, ts_ms))
+            publish(
+                client,
+                figures,
+                workload.value_topic(args.root, i),
+                workload.value_payload(i, ts_ms),
+            )
         sent = max(sent, due)
         if probe:
+            published_ns = time.time_ns()
             figures.probes += 1
-            publish(client, figures, probe_topic, workload.probe_payload(time.time_ns()))
+            figures.probe_times_us.append(published_ns // 1000)
+            publish(client, figures, probe_topic, workload.probe_payload(published_ns))
 
 
 def _schedule(rate: float, seconds: float, probe_hz: float) -> Iterator[tuple[int, bool]]:

@@ -24,12 +24,12 @@ from werk.uns.contracts import decode, dumps
 from werk.uns.mqtt import Publisher, client_id, connect, disconnect, make_client
 from werk.uns.topics import check_filter, parse_topic, value_topic
 
-uns_app = typer.Typer(help="Browse, watch and publish to the Unified Namespace.", no_args_is_help=True)
+uns_app = typer.Typer(
+    help="Browse, watch and publish to the Unified Namespace.", no_args_is_help=True
+)
 console = Console()
 
-ApiOpt = Annotated[
-    str | None, typer.Option("--api", help="werk base URL [http://127.0.0.1:8000]")
-]
+ApiOpt = Annotated[str | None, typer.Option("--api", help="werk base URL [http://127.0.0.1:8000]")]
 BrokerOpt = Annotated[
     str | None, typer.Option("--broker", help="broker URL [the embedded broker's MQTT 5 port]")
 ]
@@ -53,7 +53,9 @@ def _broker(broker: str | None) -> BrokerAddress:
 @one_line_errors
 def browse(
     prefix: Annotated[str, typer.Argument(help="subtree such as acme/berlin")] = "",
-    search: Annotated[str | None, typer.Option("--search", "-s", help="words in the tag path")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", "-s", help="words in the tag path")
+    ] = None,
     api: ApiOpt = None,
 ) -> None:
     """Show the namespace tree with last-known values (or search it)."""
@@ -102,8 +104,12 @@ def tail(
     topic_filter: Annotated[
         str, typer.Argument(help="MQTT filter; relative to the UNS root unless it starts with it")
     ] = "#",
-    count: Annotated[int, typer.Option("--count", "-n", help="stop after N messages (0: never)")] = 0,
-    timeout: Annotated[float, typer.Option("--timeout", help="stop after S seconds (0: never)")] = 0,
+    count: Annotated[
+        int, typer.Option("--count", "-n", help="stop after N messages (0: never)")
+    ] = 0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="stop after S seconds (0: never)")
+    ] = 0,
     broker: BrokerOpt = None,
 ) -> None:
     """Print messages as they arrive, decoded into samples."""
@@ -112,14 +118,18 @@ def tail(
 
 def _tail(topic_filter: str, count: int, timeout: float, broker: str | None) -> None:
     root = get_settings().uns_root
-    full = topic_filter if topic_filter.startswith((root, "$", "spBv1.0")) else f"{root}/{topic_filter}"
+    full = (
+        topic_filter
+        if topic_filter.startswith((root, "$", "spBv1.0"))
+        else f"{root}/{topic_filter}"
+    )
     check_filter(full)
     address = _broker(broker)
     done = threading.Event()
     seen = [0]
 
     def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        _print_message(msg.topic, msg.payload, root)
+        _print_message(msg.topic, bytes(msg.payload), root)
         seen[0] += 1
         if count and seen[0] >= count:
             done.set()
@@ -155,7 +165,9 @@ def _print_message(topic: str, payload: bytes, root: str) -> None:
 @uns_app.command("publish")
 @one_line_errors
 def publish(
-    tag: Annotated[str, typer.Argument(help="tag path, e.g. acme/berlin/machining/line-1/cell-1/cnc-1/temp")],
+    tag: Annotated[
+        str, typer.Argument(help="tag path, e.g. acme/berlin/machining/line-1/cell-1/cnc-1/temp")
+    ],
     value: Annotated[str, typer.Argument(help="a number, true/false, or text")],
     unit: Annotated[str | None, typer.Option("--unit", help="unit such as degC")] = None,
     quality: Annotated[str, typer.Option("--quality", help="good, uncertain or bad")] = "good",
@@ -171,14 +183,20 @@ def _publish(
 ) -> None:
     root = get_settings().uns_root
     topic = value_topic(tag, root)
-    payload: dict[str, Any] = {"value": _scalar(value), "ts": now_ns() // 1_000_000, "quality": quality}
+    payload: dict[str, Any] = {
+        "value": _scalar(value),
+        "ts": now_ns() // 1_000_000,
+        "quality": quality,
+    }
     if unit:
         payload["unit"] = unit
     body = dumps(payload)
     decoded = decode(parse_topic(topic, root), body, now_ns())
     with Publisher(_broker(broker), role="cli") as publisher:
         publisher.publish(topic, body, qos=1, retain=retain)
-    console.print(f"published {topic} {body.decode()} (message {decoded.message_id:016x})", highlight=False)
+    console.print(
+        f"published {topic} {body.decode()} (message {decoded.message_id:016x})", highlight=False
+    )
 
 
 def _scalar(text: str) -> Any:
@@ -193,7 +211,9 @@ def _scalar(text: str) -> Any:
 def history_command(
     tag: Annotated[str, typer.Argument(help="tag path")],
     last: Annotated[str, typer.Option("--last", help="how far back, e.g. 10m, 1h, 7d")] = "1h",
-    bucket: Annotated[str | None, typer.Option("--bucket", help="aggregate per bucket, e.g. 1m")] = None,
+    bucket: Annotated[
+        str | None, typer.Option("--bucket", help="aggregate per bucket, e.g. 1m")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="at most N raw points")] = 50,
     api: ApiOpt = None,
 ) -> None:
@@ -219,7 +239,9 @@ def _history_table(result: dict[str, Any]) -> Table:
     for column in ("start", "count", "min", "max", "avg", "first", "last"):
         table.add_column(column, justify="right")
     for b in result["buckets"]:
-        table.add_row(b["start"], *(_fmt(b[k]) for k in ("count", "min", "max", "avg", "first", "last")))
+        table.add_row(
+            b["start"], *(_fmt(b[k]) for k in ("count", "min", "max", "avg", "first", "last"))
+        )
     return table
 
 

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".werk")
     broker_url: str | None = Field(
-        default=None, description="External broker as mqtt://host:port; None starts the embedded one"
+        default=None,
+        description="External broker as mqtt://host:port; None starts the embedded one",
     )
     mqtt_host: str = "127.0.0.1"
     mqtt_port: Annotated[int, Field(ge=1, le=65535)] = 1883

@@ -1,5 +1,6 @@
 """Historian: the raw layer of every accepted sample, and queries over it."""
 
+from werk.historian.duckdb_store import DuckDBRawStore
 from werk.historian.models import (
     AGGREGATES,
     Aggregate,
@@ -9,7 +10,6 @@ from werk.historian.models import (
     TagLast,
 )
 from werk.historian.store import RawStore
-from werk.historian.duckdb_store import DuckDBRawStore
 
 __all__ = [
     "AGGREGATES",

@@ -65,7 +65,7 @@ class DuckDBRawStore:
             for statement in _SCHEMA:
                 self._conn.execute(statement)
             rows = self._conn.execute("SELECT path, tag_id FROM tags").fetchall()
-        self._tag_ids = {path: tag_id for path, tag_id in rows}
+        self._tag_ids = dict(rows)
         _LOGGER.info("historian open at %s with %d tags", target, len(self._tag_ids))
 
     def close(self) -> None:
@@ -198,7 +198,9 @@ class DuckDBRawStore:
 
 def _point(row: tuple[Any, ...]) -> Point:
     ts_us, ingest_us, value, text, quality, msg_id = row
-    return Point(ts_us * 1000, ingest_us * 1000, text if text is not None else value, quality, msg_id)
+    return Point(
+        ts_us * 1000, ingest_us * 1000, text if text is not None else value, quality, msg_id
+    )
 
 
 def _bucket(row: tuple[Any, ...]) -> Bucket:

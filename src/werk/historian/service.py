@@ -32,7 +32,9 @@ def parse_duration(text: str) -> float:
 def time_range(start: datetime | None, end: datetime | None, default: timedelta) -> tuple[int, int]:
     """Nanosecond bounds; `end` defaults to now and `start` to `end - default`."""
     end_ns = now_ns() if end is None else from_datetime(end)
-    start_ns = end_ns - int(default.total_seconds() * NS_PER_S) if start is None else from_datetime(start)
+    start_ns = (
+        end_ns - int(default.total_seconds() * NS_PER_S) if start is None else from_datetime(start)
+    )
     if start_ns >= end_ns:
         raise ValidationFailed("start must be before end", code="bad_range")
     return start_ns, end_ns

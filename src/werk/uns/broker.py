@@ -70,7 +70,9 @@ def parse_broker_url(url: str) -> BrokerAddress:
     try:
         port = parts.port or 1883
     except ValueError as exc:
-        raise BrokerUnavailable(f"broker URL {url!r} has a bad port", code="bad_broker_url") from exc
+        raise BrokerUnavailable(
+            f"broker URL {url!r} has a bad port", code="bad_broker_url"
+        ) from exc
     return BrokerAddress(parts.hostname, port, mqtt5=True)
 
 

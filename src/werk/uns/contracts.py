@@ -229,7 +229,8 @@ def _scalar_message(value: object) -> str:
     if isinstance(value, float):
         return f"must be a finite number, a boolean or a string, got {value!r}"
     kind = "null" if value is None else type(value).__name__
-    return f"must be a finite number, a boolean or a string (at most {MAX_TEXT_CHARS} characters), got {kind}"
+    limit = f"at most {MAX_TEXT_CHARS} characters"
+    return f"must be a finite number, a boolean or a string ({limit}), got {kind}"
 
 
 def _timestamp(ts: Timestamp | None, received_ns: int) -> int:

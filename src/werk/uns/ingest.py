@@ -80,7 +80,9 @@ class SeenMessages:
         """Remember an id, forgetting the oldest beyond the window or the size cap."""
         self._ids[msg_id] = at_ns
         horizon = at_ns - self._window_ns
-        while self._ids and (len(self._ids) > _MAX_SEEN or next(iter(self._ids.values())) < horizon):
+        while self._ids and (
+            len(self._ids) > _MAX_SEEN or next(iter(self._ids.values())) < horizon
+        ):
             self._ids.popitem(last=False)
 
 
@@ -180,7 +182,7 @@ class IngestPipeline:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "backslashreplace")  # kept for the record
-        item = Incoming(topic, msg.payload, msg.mid, msg.qos, now_ns())
+        item = Incoming(topic, bytes(msg.payload), msg.mid, msg.qos, now_ns())
         self.stats.received += 1
         if self._settings.ingest_overflow is OverflowPolicy.BLOCK:
             self._queue.put(item)
@@ -279,7 +281,7 @@ class IngestPipeline:
                     with self._sessions.begin() as session:
                         quarantine.add_rejected(session=session, rejected=batch.rejected)
                 break
-            except Exception as exc:  # noqa: BLE001  # any failure: keep the batch, retry
+            except Exception as exc:  # any failure: keep the batch, retry
                 self._note_write_failure(exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
@@ -318,7 +320,7 @@ class IngestPipeline:
         try:
             with self._sessions.begin() as session:
                 self._namespace.flush(session=session)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _LOGGER.warning("could not persist the namespace registry, will retry: %s", exc)
 
 

@@ -61,7 +61,7 @@ def connect(
     client.on_connect = on_connect
     properties = None
     if address.mqtt5:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
     try:
         client.connect(
@@ -107,7 +107,13 @@ class Publisher:
         disconnect(self._client)
 
     def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False, timeout_s: float = 5
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float = 5,
     ) -> None:
         """Publish and block until the broker acknowledged it (QoS 1/2) or it was sent."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import orjson
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -116,7 +117,9 @@ class Namespace:
             return
         interval = (ingest_ns - state.last_seen_ns) / NS_PER_S
         state.interval_s = (
-            interval if state.interval_s is None else _EWMA * interval + (1 - _EWMA) * state.interval_s
+            interval
+            if state.interval_s is None
+            else _EWMA * interval + (1 - _EWMA) * state.interval_s
         )
         state.last_seen_ns = ingest_ns
         state.samples += 1
@@ -199,13 +202,8 @@ def _record_values(state: TagState) -> dict[str, Any]:
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        statement = pg_insert(TagRecord).values(rows)
-    else:
-        statement = sqlite_insert(TagRecord).values(rows)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(TagRecord).values(rows)
     updates = {c: statement.excluded[c] for c in rows[0] if c != "path"}
     session.execute(statement.on_conflict_do_update(index_elements=["path"], set_=updates))
 

@@ -67,4 +67,4 @@ def reason_counts(*, session: Session) -> dict[str, int]:
             QuarantineRecord.reason
         )
     ).all()
-    return {reason: count for reason, count in rows}
+    return {str(reason): int(count) for reason, count in rows}

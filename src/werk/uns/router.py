@@ -111,12 +111,12 @@ def quarantine_list(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> QuarantinePage:
     """Rejected messages with their reason, newest first."""
-    return service.quarantine_page(
-        session=session, reason=reason, limit=limit, before_id=before_id
-    )
+    return service.quarantine_page(session=session, reason=reason, limit=limit, before_id=before_id)
 
 
-@router.get("/quarantine/{record_id}", response_model=QuarantineRead, summary="One rejected message")
+@router.get(
+    "/quarantine/{record_id}", response_model=QuarantineRead, summary="One rejected message"
+)
 def quarantine_one(record_id: int, session: SessionDep) -> QuarantineRead:
     """One rejected message."""
     return service.quarantine_read(quarantine.get_record(session=session, record_id=record_id))

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from werk.core.clock import from_datetime, now_ns, to_datetime
 from werk.uns import quarantine
-from werk.uns.contracts import CONTRACTS, DataClass, decode, dumps
+from werk.uns.contracts import CONTRACTS, decode, dumps
 from werk.uns.models import QuarantineRecord
 from werk.uns.mqtt import Publisher
 from werk.uns.namespace import Namespace, TagState
@@ -22,7 +22,7 @@ from werk.uns.schemas import (
     TagPage,
     TagRead,
 )
-from werk.uns.topics import parse_topic, value_topic
+from werk.uns.topics import DataClass, parse_topic, value_topic
 
 _PREVIEW_BYTES = 2048
 
@@ -32,10 +32,10 @@ def tag_read(state: TagState, *, root: str, now: int | None = None) -> TagRead:
     return TagRead(
         path=state.path,
         topic=value_topic(state.path, root),
-        data_type=state.data_type,  # type: ignore[arg-type]
+        data_type=state.data_type,
         unit=state.unit,
         value=state.value,
-        quality=state.quality.label,  # type: ignore[arg-type]
+        quality=state.quality.label,
         ts=to_datetime(state.ts_ns),
         ingest_ts=to_datetime(state.ingest_ns),
         message_id=format_message_id(state.msg_id),
@@ -54,7 +54,9 @@ def format_message_id(msg_id: int) -> str:
 def tag_page(states: list[TagState], *, root: str, limit: int) -> TagPage:
     """A page of tags."""
     now = now_ns()
-    return TagPage(items=[tag_read(s, root=root, now=now) for s in states[:limit]], total=len(states))
+    return TagPage(
+        items=[tag_read(s, root=root, now=now) for s in states[:limit]], total=len(states)
+    )
 
 
 def search_tags(*, namespace: Namespace, text: str, root: str, limit: int) -> TagPage:
@@ -114,10 +116,8 @@ def quarantine_page(
 
 def contracts(*, root: str) -> list[ContractRead]:
     """Every payload contract with its JSON Schema."""
-    pattern = {
-        DataClass.VALUE: f"{root}/<enterprise>/<site>/<area>/<line>/<cell>[/<asset>...]/_value/<tag>",
-        DataClass.BATCH: f"{root}/<enterprise>/<site>/<area>/<line>/<cell>[/<asset>...]/_batch",
-    }
+    node = f"{root}/<enterprise>/<site>/<area>/<line>/<cell>[/<asset>...]"
+    pattern = {DataClass.VALUE: f"{node}/_value/<tag>", DataClass.BATCH: f"{node}/_batch"}
     return [
         ContractRead(
             name=c.name,
@@ -128,6 +128,3 @@ def contracts(*, root: str) -> list[ContractRead]:
         )
         for c in CONTRACTS
     ]
-
-
-

@@ -91,8 +91,8 @@ class Node:
                 f"({'/'.join(ISA95_LEVELS)}), got {len(segments)}",
                 code="too_short",
             )
-        head, assets = segments[:5], tuple(segments[5:])
-        return cls(*head, assets=assets)
+        e, s, a, line, cell = segments[:5]
+        return cls(e, s, a, line, cell, assets=tuple(segments[5:]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,11 @@ def format_size(size: int) -> str:
     return f"{size / (_KIB * _KIB):.1f} MiB"
 
 
+def count_of(count: int, noun: str) -> str:
+    """A count with its noun, plural unless one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def quality_color(quality: str) -> str:
     """The badge colour of a quality."""
     return QUALITY_COLORS.get(quality, "grey-6")

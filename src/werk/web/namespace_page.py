@@ -11,7 +11,7 @@ from werk.uns.namespace import TreeNode
 from werk.uns.schemas import TagPage, TagRead
 from werk.uns.service import search_tags, tag_page
 from werk.web.context import WebContext
-from werk.web.formatting import format_rate, format_time, format_value, quality_cell_slot
+from werk.web.formatting import count_of, format_rate, format_time, format_value, quality_cell_slot
 from werk.web.layout import empty_state, frame, section_title
 
 TABLE_LIMIT: Final = 500
@@ -138,7 +138,7 @@ class NamespaceView:
         self._table.rows = [_row(tag) for tag in page.items]
         self._heading.set_text(self._title())
         shown = f" (showing {len(page.items)})" if page.total > len(page.items) else ""
-        self._count.set_text(f"{page.total} tags{shown}")
+        self._count.set_text(count_of(page.total, "tag") + shown)
 
     def _tag_page(self) -> TagPage:
         context = self._context

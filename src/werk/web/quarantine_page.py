@@ -9,7 +9,7 @@ from nicegui import run, ui
 from werk.uns.schemas import QuarantinePage, QuarantineRead
 from werk.uns.service import quarantine_page
 from werk.web.context import WebContext
-from werk.web.formatting import format_size, format_time
+from werk.web.formatting import count_of, format_size, format_time
 from werk.web.layout import empty_state, frame, section_title
 
 RECORDS_SHOWN: Final = 100
@@ -131,4 +131,4 @@ def _row(record: QuarantineRead) -> dict[str, Any]:
 def _count_text(page: QuarantinePage, reason: str | None) -> str:
     which = f"with reason {reason}" if reason else "in quarantine"
     shown = f", showing the newest {len(page.items)}" if page.total > len(page.items) else ""
-    return f"{page.total} records {which}{shown}"
+    return f"{count_of(page.total, 'record')} {which}{shown}"

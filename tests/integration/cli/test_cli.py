@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import LiveServer, make_settings, wait_until
 from typer.testing import CliRunner
 
-from tests.conftest import LiveServer, make_settings, wait_until
 from werk.cli.main import app
 
 NODE = "acme/berlin/machining/line-1/cell-1/cnc-1"
@@ -60,7 +60,18 @@ def test_publish_browse_history(env: dict[str, str], live_server: LiveServer) ->
 
 def test_tail_prints_decoded_samples(env: dict[str, str]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "werk.cli.main", "uns", "tail", "acme/#", "-n", "1", "--timeout", "20"],
+        [
+            sys.executable,
+            "-m",
+            "werk.cli.main",
+            "uns",
+            "tail",
+            "acme/#",
+            "-n",
+            "1",
+            "--timeout",
+            "20",
+        ],
         env={**env, "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
         stdout=subprocess.PIPE,
         text=True,
@@ -86,8 +97,17 @@ def test_taken_mqtt_port_names_the_way_out(tmp_path: Path) -> None:
         blocker.listen()
         result = CliRunner().invoke(
             app,
-            ["run", "--mqtt-port", str(settings.mqtt_port), "--mqtt5-port", str(settings.mqtt5_port),
-             "--port", str(settings.http_port), "--data-dir", str(tmp_path / "d")],
+            [
+                "run",
+                "--mqtt-port",
+                str(settings.mqtt_port),
+                "--mqtt5-port",
+                str(settings.mqtt5_port),
+                "--port",
+                str(settings.http_port),
+                "--data-dir",
+                str(tmp_path / "d"),
+            ],
         )
     assert result.exit_code == 1
     assert "--broker" in result.output and "--mqtt-port" in result.output

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-
 from tests.conftest import make_settings, publish, wait_until
+
 from werk.api import create_app
 from werk.runtime import Runtime
 
@@ -36,7 +36,12 @@ def test_value_published_with_plain_mqtt_reaches_rest_and_history(client: TestCl
     publish(_port(client), f"{TOPIC}/_value/temp", payload)
 
     tag = wait_until(lambda: _tag(client, f"{NODE}/temp"))
-    assert (tag["value"], tag["unit"], tag["quality"], tag["data_type"]) == (71.25, "degC", "good", "number")
+    assert (tag["value"], tag["unit"], tag["quality"], tag["data_type"]) == (
+        71.25,
+        "degC",
+        "good",
+        "number",
+    )
     assert tag["topic"] == f"{TOPIC}/_value/temp"
     history = client.get(f"/api/v1/history/{NODE}/temp").json()
     (point,) = history["points"]
@@ -54,9 +59,17 @@ def test_mqtt5_publishers_are_ingested_too(client: TestClient) -> None:
 
 def test_batch_message_lands_every_tag(client: TestClient) -> None:
     values = {f"t{i}": float(i) for i in range(100)}
-    publish(_port(client), f"{TOPIC}/_batch", orjson.dumps({"ts": int(time.time() * 1000), "values": values}))
+    publish(
+        _port(client),
+        f"{TOPIC}/_batch",
+        orjson.dumps({"ts": int(time.time() * 1000), "values": values}),
+    )
     page = wait_until(
-        lambda: (p := client.get("/api/v1/values", params={"filter": f"{NODE}/+"}).json())["total"] == 100 and p
+        lambda: (
+            (p := client.get("/api/v1/values", params={"filter": f"{NODE}/+"}).json())["total"]
+            == 100
+            and p
+        )
     )
     assert {t["path"].rsplit("/", 1)[1]: t["value"] for t in page["items"]} == values
     tree = client.get("/api/v1/namespace", params={"prefix": "acme/berlin"}).json()
@@ -81,7 +94,7 @@ def test_a_redelivered_message_is_stored_once(client: TestClient) -> None:
         (f"{TOPIC}/_value/temp", b'{"value": 1', "not_json", "Invalid JSON"),
         (f"{TOPIC}/_value/temp", b'{"value": [1, 2]}', "contract", "must be a finite number"),
         (f"{TOPIC}/_value/temp", b'{"value": 1, "quality": "great"}', "contract", "quality"),
-        (f"uns/v1/acme/berlin/_value/temp", b"1", "too_short", "ISA-95"),
+        ("uns/v1/acme/berlin/_value/temp", b"1", "too_short", "ISA-95"),
         (f"{TOPIC}/temp", b"1", "no_class", "data-class"),
         (f"{TOPIC}/_value/bad tag", b"1", "bad_tag", "bad tag"),
         (f"{TOPIC}/_value/temp", b'{"value": "' + b"x" * 5000 + b'"}', "too_large", "limit"),
@@ -96,7 +109,9 @@ def test_rejected_messages_go_to_quarantine_with_the_reason(
     assert detail in record["detail"]
     raw = client.get(f"/api/v1/quarantine/{record['id']}/payload")
     assert raw.content == payload
-    assert client.get("/api/v1/quarantine", params={"reason": reason}).json()["reasons"] == {reason: 1}
+    assert client.get("/api/v1/quarantine", params={"reason": reason}).json()["reasons"] == {
+        reason: 1
+    }
 
 
 @pytest.fixture
@@ -131,7 +146,10 @@ def test_api_errors_are_problem_json(client: TestClient) -> None:
     invalid = client.post("/api/v1/publish", json={"tag": f"{NODE}/x", "value": [1]})
     assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
     assert client.get("/api/v1/values", params={"filter": "a/#/b"}).json()["code"] == "bad_filter"
-    assert client.get(f"/api/v1/history/{NODE}/x", params={"bucket": "fast"}).status_code in (404, 422)
+    assert client.get(f"/api/v1/history/{NODE}/x", params={"bucket": "fast"}).status_code in (
+        404,
+        422,
+    )
 
 
 def test_last_values_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]

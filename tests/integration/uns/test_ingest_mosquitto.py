@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-
 from tests.conftest import make_settings, publish, wait_until
+
 from werk.api import create_app
 from werk.runtime import Runtime
 
@@ -24,12 +24,26 @@ def test_values_from_mosquitto_reach_rest_and_history(mosquitto: int, tmp_path: 
         assert health["embedded_broker"] is False
         assert health["broker"] == f"mqtt://127.0.0.1:{mosquitto}"
         ts = int(time.time() * 1000)
-        publish(mosquitto, f"uns/v1/{NODE}/_value/force", orjson.dumps({"value": 812.0, "ts": ts, "unit": "kN"}))
-        publish(mosquitto, f"uns/v1/{NODE}/_batch", orjson.dumps({"ts": ts, "values": {"a": 1, "b": True}}))
+        publish(
+            mosquitto,
+            f"uns/v1/{NODE}/_value/force",
+            orjson.dumps({"value": 812.0, "ts": ts, "unit": "kN"}),
+        )
+        publish(
+            mosquitto,
+            f"uns/v1/{NODE}/_batch",
+            orjson.dumps({"ts": ts, "values": {"a": 1, "b": True}}),
+        )
         publish(mosquitto, f"uns/v1/{NODE}/_value/force", b"{oops")
-        tag = wait_until(lambda: (r := client.get(f"/api/v1/tags/{NODE}/force")).status_code == 200 and r.json())
+        tag = wait_until(
+            lambda: (r := client.get(f"/api/v1/tags/{NODE}/force")).status_code == 200 and r.json()
+        )
         assert tag["value"] == 812.0 and tag["unit"] == "kN"
-        assert wait_until(lambda: client.get("/api/v1/values", params={"filter": f"{NODE}/#"}).json()["total"] == 3)
+        assert wait_until(
+            lambda: (
+                client.get("/api/v1/values", params={"filter": f"{NODE}/#"}).json()["total"] == 3
+            )
+        )
         history = client.get(f"/api/v1/history/{NODE}/force", params={"bucket": "1m"}).json()
         assert history["buckets"][0]["max"] == 812.0
         (record,) = wait_until(lambda: client.get("/api/v1/quarantine").json()["items"])
@@ -38,6 +52,7 @@ def test_values_from_mosquitto_reach_rest_and_history(mosquitto: int, tmp_path: 
 
 def test_an_unreachable_external_broker_is_one_clear_error(tmp_path: Path) -> None:
     from tests.conftest import free_port
+
     from werk.core.errors import BrokerUnavailable
 
     settings = make_settings(tmp_path / "data", broker_url=f"mqtt://127.0.0.1:{free_port()}")

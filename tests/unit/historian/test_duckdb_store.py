@@ -17,7 +17,9 @@ TAG = "acme/berlin/machining/line-1/cell-1/cnc-1/temp"
 def _rows(values: list[float | str], tag: str = TAG, step_s: int = 10, msg0: int = 1) -> RawColumns:
     rows = RawColumns()
     for i, value in enumerate(values):
-        rows.append(tag, T0 + i * step_s * NS_PER_S, T0 + i * step_s * NS_PER_S + 5, value, 0, msg0 + i)
+        rows.append(
+            tag, T0 + i * step_s * NS_PER_S, T0 + i * step_s * NS_PER_S + 5, value, 0, msg0 + i
+        )
     return rows
 
 

@@ -17,7 +17,9 @@ TAG = "acme/berlin/machining/line-1/cell-1/cnc-1/temp"
 
 
 def test_value_payload_keeps_timestamp_quality_and_unit() -> None:
-    decoded = decode(VALUE, b'{"value": 21.5, "ts": 1794999999000, "quality": "uncertain", "unit": "degC"}', NOW)
+    decoded = decode(
+        VALUE, b'{"value": 21.5, "ts": 1794999999000, "quality": "uncertain", "unit": "degC"}', NOW
+    )
     (sample,) = decoded.samples
     assert (sample.tag_path, sample.value, sample.unit) == (TAG, 21.5, "degC")
     assert sample.ts_ns == 1_794_999_999_000_000_000
@@ -29,7 +31,9 @@ def test_iso_timestamps_are_accepted() -> None:
     assert decoded.samples[0].ts_ns == 1_795_262_400_250_000_000
 
 
-@pytest.mark.parametrize(("payload", "value"), [(b"21.5", 21.5), (b"true", True), (b'"RUNNING"', "RUNNING")])
+@pytest.mark.parametrize(
+    ("payload", "value"), [(b"21.5", 21.5), (b"true", True), (b'"RUNNING"', "RUNNING")]
+)
 def test_bare_scalars_are_shorthand_stamped_on_arrival(payload: bytes, value: object) -> None:
     (sample,) = decode(VALUE, payload, NOW).samples
     assert sample.value == value
@@ -65,7 +69,9 @@ def test_batch_carries_many_tags_with_defaults_and_overrides() -> None:
         (BATCH, b'{"values": {"ok": [1]}}', "contract", "values.ok"),
     ],
 )
-def test_bad_payloads_are_rejected_with_a_reason(topic: object, payload: bytes, code: str, words: str) -> None:
+def test_bad_payloads_are_rejected_with_a_reason(
+    topic: object, payload: bytes, code: str, words: str
+) -> None:
     with pytest.raises(PayloadError) as info:
         decode(topic, payload, NOW)  # type: ignore[arg-type]
     assert info.value.code == code

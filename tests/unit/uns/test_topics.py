@@ -116,9 +116,11 @@ def _reference_match(topic_filter: str, topic: str) -> bool:
 
 level = st.sampled_from(["a", "b", "c", "", "$SYS"])
 topics = st.lists(level, min_size=1, max_size=5).map("/".join)
-filters = st.lists(st.sampled_from(["a", "b", "c", "", "+", "$SYS"]), min_size=1, max_size=5).flatmap(
-    lambda levels: st.sampled_from(["/".join(levels), "/".join([*levels, "#"]), "#"])
-).filter(bool)
+filters = (
+    st.lists(st.sampled_from(["a", "b", "c", "", "+", "$SYS"]), min_size=1, max_size=5)
+    .flatmap(lambda levels: st.sampled_from(["/".join(levels), "/".join([*levels, "#"]), "#"]))
+    .filter(bool)
+)
 
 
 @given(topic_filter=filters, topic=topics)

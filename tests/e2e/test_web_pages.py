@@ -1,0 +1,124 @@
+"""Every web page in a real headless Chromium against a real werk fed with real messages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import (
+    BAD_TOPIC,
+    SPEED,
+    STATE,
+    TEMP,
+    TORQUE,
+    WerkServer,
+    screenshot,
+)
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+expect.set_options(timeout=10_000)
+
+
+def rows_of(page: Page, testid: str) -> object:
+    """The body rows of a table."""
+    return page.get_by_test_id(testid).locator("tbody tr")
+
+
+def test_namespace_shows_the_tree_and_live_values(plant: WerkServer, page: Page) -> None:
+    page.goto(f"{plant.url}/")
+    tree = page.get_by_test_id("namespace-tree")
+    for name in ("acme", "berlin", "machining", "cell-1", "cnc-1", "robot-1", "spindle.speed"):
+        expect(tree).to_contain_text(name)
+    table = page.get_by_test_id("tag-table")
+    expect(table.locator("tbody tr")).to_have_count(4)
+    speed = table.locator("tbody tr", has_text="spindle.speed")
+    expect(speed).to_contain_text("12000.25")
+    expect(speed).to_contain_text("rpm")
+    expect(speed).to_contain_text("good")
+    expect(table.locator("tbody tr", has_text="joint.torque")).to_contain_text("42.5")
+    expect(table.locator("tbody tr", has_text="state")).to_contain_text("RUNNING")
+    expect(page.get_by_test_id("tag-count")).to_have_text("4 tags")
+    screenshot(page, "namespace")
+
+
+def test_search_narrows_the_table(plant: WerkServer, page: Page) -> None:
+    page.goto(f"{plant.url}/")
+    table = page.get_by_test_id("tag-table")
+    expect(table.locator("tbody tr")).to_have_count(4)
+    page.get_by_test_id("tag-search").locator("input").fill("robot torque")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(table).to_contain_text("joint.torque")
+    expect(page.get_by_test_id("tag-count")).to_have_text("1 tag")
+    screenshot(page, "namespace-search")
+
+
+def test_selecting_a_level_shows_its_subtree(plant: WerkServer, page: Page) -> None:
+    page.goto(f"{plant.url}/")
+    page.get_by_test_id("namespace-tree").get_by_text("cell-2", exact=True).click()
+    table = page.get_by_test_id("tag-table")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(table).to_contain_text("joint.torque")
+
+
+def test_tag_page_shows_the_value_and_trend_and_follows_new_values(
+    plant: WerkServer, page: Page
+) -> None:
+    page.goto(f"{plant.url}/")
+    page.get_by_test_id("tag-table").locator("tbody tr", has_text="motor.temp").click()
+    expect(page).to_have_url(re.compile(f"/tag/{re.escape(TEMP)}$"))
+    expect(page.get_by_test_id("breadcrumb")).to_contain_text("cnc-1")
+    expect(page.get_by_test_id("tag-value")).to_have_text("38.5")
+    expect(page.get_by_test_id("tag-unit")).to_have_text("degC")
+    expect(page.get_by_test_id("tag-quality")).to_have_text("good")
+    expect(page.get_by_test_id("tag-topic")).to_have_text(f"uns/v1/{TEMP.replace('/motor', '/_value/motor')}")
+    expect(page.get_by_test_id("tag-trend").locator("canvas")).to_be_visible()
+    expect(page.get_by_test_id("trend-caption")).to_contain_text("2 samples from the historian")
+
+    plant.publish(TEMP, 41.75, "degC")
+
+    expect(page.get_by_test_id("tag-value")).to_have_text("41.75", timeout=5_000)
+    screenshot(page, "tag")
+
+
+def test_text_tag_shows_its_recent_changes(plant: WerkServer, page: Page) -> None:
+    page.goto(f"{plant.url}/tag/{STATE}")
+    expect(page.get_by_test_id("tag-value")).to_have_text("RUNNING")
+    changes = page.get_by_test_id("tag-changes").locator("tbody tr")
+    expect(changes).to_have_count(2)
+    expect(changes.first).to_contain_text("RUNNING")
+    expect(changes.last).to_contain_text("IDLE")
+    expect(page.get_by_test_id("tag-trend")).to_have_count(0)
+    screenshot(page, "tag-state")
+
+
+def test_unknown_tag_says_not_found(plant: WerkServer, page: Page) -> None:
+    response = page.goto(f"{plant.url}/tag/acme/berlin/nowhere/line-9/cell-9/ghost")
+    assert response is not None
+    assert response.status == 404
+    expect(page.get_by_test_id("tag-not-found")).to_contain_text("Tag not found")
+    screenshot(page, "tag-not-found")
+
+
+def test_quarantine_shows_the_malformed_message(plant: WerkServer, page: Page) -> None:
+    page.goto(f"{plant.url}/quarantine")
+    expect(page.get_by_test_id("reason-not_json")).to_contain_text("not_json · 1")
+    table = page.get_by_test_id("quarantine-table")
+    record = table.locator("tbody tr", has_text=BAD_TOPIC)
+    expect(record).to_contain_text("not_json")
+    expect(record).to_contain_text('{"value":')
+    expect(record).to_contain_text("10 B")
+
+    page.get_by_test_id("reason-not_json").click()
+
+    expect(page.get_by_test_id("quarantine-count")).to_have_text("1 record with reason not_json")
+    screenshot(page, "quarantine")
+
+
+def test_every_page_links_to_the_others(plant: WerkServer, page: Page) -> None:
+    page.goto(f"{plant.url}/quarantine")
+    page.get_by_test_id("nav").get_by_text("Namespace").click()
+    expect(page.get_by_test_id("namespace-tree")).to_contain_text(SPEED.split("/")[0])
+    page.get_by_test_id("nav").get_by_text("API docs").click()
+    expect(page).to_have_url(re.compile("/api/docs$"))
