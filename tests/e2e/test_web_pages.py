@@ -5,28 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import (
-    BAD_TOPIC,
-    SPEED,
-    STATE,
-    TEMP,
-    TORQUE,
-    WerkServer,
-    screenshot,
-)
 from playwright.sync_api import Page, expect
+from tests.e2e.web_support import BAD_TOPIC, CELL, SPEED, STATE, TEMP, WerkApi, screenshot
 
 pytestmark = pytest.mark.browser
 
 expect.set_options(timeout=10_000)
 
 
-def rows_of(page: Page, testid: str) -> object:
-    """The body rows of a table."""
-    return page.get_by_test_id(testid).locator("tbody tr")
-
-
-def test_namespace_shows_the_tree_and_live_values(plant: WerkServer, page: Page) -> None:
+def test_namespace_shows_the_tree_and_live_values(plant: WerkApi, page: Page) -> None:
     page.goto(f"{plant.url}/")
     tree = page.get_by_test_id("namespace-tree")
     for name in ("acme", "berlin", "machining", "cell-1", "cnc-1", "robot-1", "spindle.speed"):
@@ -43,7 +30,7 @@ def test_namespace_shows_the_tree_and_live_values(plant: WerkServer, page: Page)
     screenshot(page, "namespace")
 
 
-def test_search_narrows_the_table(plant: WerkServer, page: Page) -> None:
+def test_search_narrows_the_table(plant: WerkApi, page: Page) -> None:
     page.goto(f"{plant.url}/")
     table = page.get_by_test_id("tag-table")
     expect(table.locator("tbody tr")).to_have_count(4)
@@ -54,7 +41,7 @@ def test_search_narrows_the_table(plant: WerkServer, page: Page) -> None:
     screenshot(page, "namespace-search")
 
 
-def test_selecting_a_level_shows_its_subtree(plant: WerkServer, page: Page) -> None:
+def test_selecting_a_level_shows_its_subtree(plant: WerkApi, page: Page) -> None:
     page.goto(f"{plant.url}/")
     page.get_by_test_id("namespace-tree").get_by_text("cell-2", exact=True).click()
     table = page.get_by_test_id("tag-table")
@@ -63,7 +50,7 @@ def test_selecting_a_level_shows_its_subtree(plant: WerkServer, page: Page) -> N
 
 
 def test_tag_page_shows_the_value_and_trend_and_follows_new_values(
-    plant: WerkServer, page: Page
+    plant: WerkApi, page: Page
 ) -> None:
     page.goto(f"{plant.url}/")
     page.get_by_test_id("tag-table").locator("tbody tr", has_text="motor.temp").click()
@@ -72,7 +59,7 @@ def test_tag_page_shows_the_value_and_trend_and_follows_new_values(
     expect(page.get_by_test_id("tag-value")).to_have_text("38.5")
     expect(page.get_by_test_id("tag-unit")).to_have_text("degC")
     expect(page.get_by_test_id("tag-quality")).to_have_text("good")
-    expect(page.get_by_test_id("tag-topic")).to_have_text(f"uns/v1/{TEMP.replace('/motor', '/_value/motor')}")
+    expect(page.get_by_test_id("tag-topic")).to_have_text(f"uns/v1/{CELL}/cnc-1/_value/motor.temp")
     expect(page.get_by_test_id("tag-trend").locator("canvas")).to_be_visible()
     expect(page.get_by_test_id("trend-caption")).to_contain_text("2 samples from the historian")
 
@@ -82,7 +69,7 @@ def test_tag_page_shows_the_value_and_trend_and_follows_new_values(
     screenshot(page, "tag")
 
 
-def test_text_tag_shows_its_recent_changes(plant: WerkServer, page: Page) -> None:
+def test_text_tag_shows_its_recent_changes(plant: WerkApi, page: Page) -> None:
     page.goto(f"{plant.url}/tag/{STATE}")
     expect(page.get_by_test_id("tag-value")).to_have_text("RUNNING")
     changes = page.get_by_test_id("tag-changes").locator("tbody tr")
@@ -93,7 +80,7 @@ def test_text_tag_shows_its_recent_changes(plant: WerkServer, page: Page) -> Non
     screenshot(page, "tag-state")
 
 
-def test_unknown_tag_says_not_found(plant: WerkServer, page: Page) -> None:
+def test_unknown_tag_says_not_found(plant: WerkApi, page: Page) -> None:
     response = page.goto(f"{plant.url}/tag/acme/berlin/nowhere/line-9/cell-9/ghost")
     assert response is not None
     assert response.status == 404
@@ -101,7 +88,7 @@ def test_unknown_tag_says_not_found(plant: WerkServer, page: Page) -> None:
     screenshot(page, "tag-not-found")
 
 
-def test_quarantine_shows_the_malformed_message(plant: WerkServer, page: Page) -> None:
+def test_quarantine_shows_the_malformed_message(plant: WerkApi, page: Page) -> None:
     page.goto(f"{plant.url}/quarantine")
     expect(page.get_by_test_id("reason-not_json")).to_contain_text("not_json · 1")
     table = page.get_by_test_id("quarantine-table")
@@ -116,7 +103,7 @@ def test_quarantine_shows_the_malformed_message(plant: WerkServer, page: Page) -
     screenshot(page, "quarantine")
 
 
-def test_every_page_links_to_the_others(plant: WerkServer, page: Page) -> None:
+def test_every_page_links_to_the_others(plant: WerkApi, page: Page) -> None:
     page.goto(f"{plant.url}/quarantine")
     page.get_by_test_id("nav").get_by_text("Namespace").click()
     expect(page.get_by_test_id("namespace-tree")).to_contain_text(SPEED.split("/")[0])

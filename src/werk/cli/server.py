@@ -19,7 +19,7 @@ console = Console()
 
 
 def serve(*, demo: bool, **overrides: Any) -> None:
-    """Start the runtime inside uvicorn's lifespan and block until Ctrl+C."""
+    """Start the runtime, serve HTTP until Ctrl+C, then stop everything."""
     settings = get_settings().model_copy(update=overrides)
     settings = Settings.model_validate(settings.model_dump())
     configure_logging(settings.log_level)
@@ -30,8 +30,12 @@ def serve(*, demo: bool, **overrides: Any) -> None:
             code="port_in_use",
         )
     runtime = Runtime(settings, demo=demo)
-    app = create_app(runtime, on_ready=lambda: _print_banner(runtime, demo=demo))
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    runtime.start()
+    try:
+        app = create_app(runtime, on_ready=lambda: _print_banner(runtime, demo=demo))
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+    finally:
+        runtime.stop()
 
 
 def _print_banner(runtime: Runtime, *, demo: bool) -> None:

@@ -1,0 +1,283 @@
+"""The figures of `werk bench ingest`, as Rich tables and as JSON."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
+
+from werk.bench.machine import MachineInfo
+from werk.bench.meters import Meter
+from werk.bench.processes import Usage
+from werk.bench.publisher import PublishFigures
+
+TARGET_SINGLE_RATIO: Final = 0.5
+TARGET_BATCH_POINTS_PER_S: Final = 300_000
+_MIB: Final = 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    """One throughput phase: how much arrived, how fast, and what it cost."""
+
+    name: str
+    target: int
+    messages: int
+    points: int
+    seconds: float
+    complete: bool
+    window_s: float
+    usage: Usage
+    publisher: PublishFigures | None
+
+    @classmethod
+    def measure(
+        cls,
+        name: str,
+        target: int,
+        meter: Meter,
+        points: int,
+        window: tuple[float, Usage, PublishFigures | None],
+    ) -> PhaseResult:
+        """Build the result from a meter and the (window seconds, usage, publisher) of a run."""
+        seconds = _seconds(meter.first_ns, meter.last_ns)
+        window_s, usage, publisher = window
+        complete = meter.count >= target
+        return cls(name, target, meter.count, points, seconds, complete, window_s, usage, publisher)
+
+    @property
+    def msgs_per_s(self) -> float:
+        """Messages per second, first received to last counted."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def points_per_s(self) -> float:
+        """Points (tag samples) per second, first received to last counted."""
+        return self.points / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def publisher_msgs_per_s(self) -> float | None:
+        """The rate the publisher got its messages acknowledged by the broker."""
+        p = self.publisher
+        return p.acked / p.seconds if p is not None and p.seconds > 0 else None
+
+    def cpu_percent(self) -> tuple[float, float | None, float | None]:
+        """CPU of werk, broker and publisher over the run, in % of one core."""
+        broker = self.usage.broker_cpu_s
+        pub = self.publisher
+        return (
+            _percent(self.usage.werk_cpu_s, self.window_s),
+            None if broker is None else _percent(broker, self.window_s),
+            None if pub is None else _percent(pub.cpu_seconds, pub.seconds),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain figures for JSON."""
+        werk, broker, pub = self.cpu_percent()
+        data = asdict(self)
+        if self.publisher is not None:
+            data["publisher"].pop("probe_times_us")
+        return data | {
+            "msgs_per_s": self.msgs_per_s,
+            "points_per_s": self.points_per_s,
+            "publisher_msgs_per_s": self.publisher_msgs_per_s,
+            "cpu_percent": {"werk": werk, "broker": broker, "publisher": pub},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyResult:
+    """Publish-to-visible latency of probe values under a paced background load."""
+
+    rate: float
+    seconds: float
+    probes: int
+    latencies_ms: list[float]
+    polls: int
+    poll_errors: int
+    poll_interval_ms: float
+    accepted: int
+    usage: Usage
+    publisher: PublishFigures | None
+
+    def quantile(self, q: float) -> float | None:
+        """Nearest-rank quantile of the latencies in ms, None without samples."""
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    @property
+    def accepted_per_s(self) -> float:
+        """Messages the pipeline accepted per second during the phase."""
+        return self.accepted / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain figures for JSON."""
+        data = asdict(self)
+        data.pop("latencies_ms")
+        if self.publisher is not None:
+            data["publisher"].pop("probe_times_us")
+        return data | {
+            "samples": len(self.latencies_ms),
+            "p50_ms": self.quantile(0.5),
+            "p99_ms": self.quantile(0.99),
+            "max_ms": self.quantile(1.0),
+            "accepted_per_s": self.accepted_per_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """Every figure of one `werk bench ingest` run."""
+
+    machine: MachineInfo
+    ceiling: PhaseResult
+    single: PhaseResult
+    batch: PhaseResult
+    latency: LatencyResult
+    werk_rss_peak: int | None
+    broker_rss_peak: int | None
+    stored_rows: int
+    pipeline_samples: int
+
+    @property
+    def single_ratio(self) -> float:
+        """Single-tag ingest messages/s as a fraction of the ceiling."""
+        ceiling = self.ceiling.msgs_per_s
+        return self.single.msgs_per_s / ceiling if ceiling > 0 else 0.0
+
+    def targets(self) -> list[tuple[str, str, bool]]:
+        """(target, measured, met) for each target."""
+        return [
+            (
+                f"single-tag >= {TARGET_SINGLE_RATIO:.0%} of ceiling",
+                f"{self.single_ratio:.1%}",
+                self.single.complete and self.single_ratio >= TARGET_SINGLE_RATIO,
+            ),
+            (
+                f"batched >= {TARGET_BATCH_POINTS_PER_S:,} points/s",
+                f"{self.batch.points_per_s:,.0f} points/s",
+                self.batch.complete and self.batch.points_per_s >= TARGET_BATCH_POINTS_PER_S,
+            ),
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain figures for JSON."""
+        return {
+            "machine": asdict(self.machine),
+            "phases": {
+                "ceiling": self.ceiling.as_dict(),
+                "single": self.single.as_dict() | {"ratio_to_ceiling": self.single_ratio},
+                "batch": self.batch.as_dict(),
+            },
+            "latency": self.latency.as_dict(),
+            "memory": {"werk_rss_peak": self.werk_rss_peak, "broker_rss_peak": self.broker_rss_peak},
+            "storage": {"stored_rows": self.stored_rows, "pipeline_samples": self.pipeline_samples},
+            "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in self.targets()],
+        }
+
+
+def render(report: IngestReport, console: Console) -> None:
+    """Print the machine and every figure as tables."""
+    console.print(f"[bold]Machine[/bold]  {report.machine.describe()}")
+    console.print(throughput_table(report))
+    console.print(latency_table(report.latency))
+    console.print(resources_table(report))
+    console.print(targets_table(report))
+
+
+def throughput_table(report: IngestReport) -> Table:
+    """Messages and points per second of each phase, with CPU and memory."""
+    table = Table(title="Ingest throughput", title_justify="left")
+    for header in ("phase", "messages", "points", "seconds", "msg/s", "points/s", "vs ceiling",
+                   "publisher msg/s", "CPU werk/broker/pub", "peak RSS werk/broker"):  # fmt: skip
+        table.add_column(header, justify="left" if header == "phase" else "right")
+    ceiling = report.ceiling.msgs_per_s
+    for phase in (report.ceiling, report.single, report.batch):
+        ratio = f"{phase.msgs_per_s / ceiling:.1%}" if ceiling > 0 else "-"
+        table.add_row(*_phase_cells(phase, ratio))
+    return table
+
+
+def _phase_cells(phase: PhaseResult, ratio: str) -> list[str]:
+    messages = f"{phase.messages:,}" + ("" if phase.complete else f" of {phase.target:,} (stalled)")
+    pub = phase.publisher_msgs_per_s
+    werk, broker, publisher = phase.cpu_percent()
+    return [
+        phase.name, messages, f"{phase.points:,}", f"{phase.seconds:.2f}",
+        f"{phase.msgs_per_s:,.0f}", f"{phase.points_per_s:,.0f}", ratio,
+        "-" if pub is None else f"{pub:,.0f}",
+        "/".join(_pct(v) for v in (werk, broker, publisher)),
+        f"{_mib(phase.usage.werk_rss_peak)}/{_mib(phase.usage.broker_rss_peak)}",
+    ]  # fmt: skip
+
+
+def latency_table(latency: LatencyResult) -> Table:
+    """Publish-to-visible latency through the REST API."""
+    table = Table(title="Latency: publish -> visible in GET /api/v1/tags/{path}", title_justify="left")
+    for header in ("background load", "accepted msg/s", "probes", "samples", "p50 ms", "p99 ms",
+                   "max ms", "API polls (every)", "CPU werk/broker/pub"):  # fmt: skip
+        table.add_column(header, justify="right")
+    pub = latency.publisher
+    table.add_row(
+        f"{latency.rate:,.0f} msg/s", f"{latency.accepted_per_s:,.0f}", f"{latency.probes:,}",
+        f"{len(latency.latencies_ms):,}", _ms(latency.quantile(0.5)), _ms(latency.quantile(0.99)),
+        _ms(latency.quantile(1.0)),
+        f"{latency.polls:,} ({latency.poll_interval_ms:g} ms, {latency.poll_errors} errors)",
+        "/".join(_pct(v) for v in (
+            _percent(latency.usage.werk_cpu_s, latency.seconds),
+            None if latency.usage.broker_cpu_s is None
+            else _percent(latency.usage.broker_cpu_s, latency.seconds),
+            None if pub is None else _percent(pub.cpu_seconds, pub.seconds),
+        )),
+    )  # fmt: skip
+    return table
+
+
+def resources_table(report: IngestReport) -> Table:
+    """Peak memory over the whole run, and what landed in the historian."""
+    table = Table(title="Memory and storage", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("peak RSS, werk process", _mib(report.werk_rss_peak) + " MiB")
+    table.add_row("peak RSS, broker child process", _mib(report.broker_rss_peak) + " MiB")
+    table.add_row("rows in the DuckDB raw layer", f"{report.stored_rows:,}")
+    table.add_row("samples the pipeline accepted", f"{report.pipeline_samples:,}")
+    return table
+
+
+def targets_table(report: IngestReport) -> Table:
+    """Each target with the measured figure and whether it was met."""
+    table = Table(title="Targets (informational; the command never fails on them)", title_justify="left")
+    table.add_column("target")
+    table.add_column("measured", justify="right")
+    table.add_column("met")
+    for target, measured, met in report.targets():
+        table.add_row(target, measured, "[green]yes[/green]" if met else "[red]no[/red]")
+    return table
+
+
+def _seconds(first_ns: int | None, last_ns: int | None) -> float:
+    if first_ns is None or last_ns is None:
+        return 0.0
+    return max(0.0, (last_ns - first_ns) / 1e9)
+
+
+def _percent(cpu_s: float, wall_s: float) -> float:
+    return 100.0 * cpu_s / wall_s if wall_s > 0 else 0.0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / _MIB:,.0f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
