@@ -31,9 +31,9 @@ class PublisherProcess:
         self._proc: subprocess.Popen[str] | None = None
 
     @property
-    def pid(self) -> int | None:
-        """The child's process id while it runs."""
-        return None if self._proc is None else self._proc.pid
+    def running(self) -> bool:
+        """Whether the child is still running."""
+        return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float) -> None:
         """Start the child and wait until it has connected and built its messages."""

@@ -66,13 +66,7 @@ class PhaseResult:
 
     def cpu_percent(self) -> tuple[float, float | None, float | None]:
         """CPU of werk, broker and publisher over the run, in % of one core."""
-        broker = self.usage.broker_cpu_s
-        pub = self.publisher
-        return (
-            _percent(self.usage.werk_cpu_s, self.window_s),
-            None if broker is None else _percent(broker, self.window_s),
-            None if pub is None else _percent(pub.cpu_seconds, pub.seconds),
-        )
+        return cpu_percent(self.usage, self.window_s, self.publisher)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain figures for JSON."""
@@ -109,6 +103,10 @@ class LatencyResult:
             return None
         ordered = sorted(self.latencies_ms)
         return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    def cpu_percent(self) -> tuple[float, float | None, float | None]:
+        """CPU of werk, broker and publisher over the phase, in % of one core."""
+        return cpu_percent(self.usage, self.seconds, self.publisher)
 
     @property
     def accepted_per_s(self) -> float:
@@ -222,18 +220,12 @@ def latency_table(latency: LatencyResult) -> Table:
     for header in ("background load", "accepted msg/s", "probes", "samples", "p50 ms", "p99 ms",
                    "max ms", "API polls (every)", "CPU werk/broker/pub"):  # fmt: skip
         table.add_column(header, justify="right")
-    pub = latency.publisher
     table.add_row(
         f"{latency.rate:,.0f} msg/s", f"{latency.accepted_per_s:,.0f}", f"{latency.probes:,}",
         f"{len(latency.latencies_ms):,}", _ms(latency.quantile(0.5)), _ms(latency.quantile(0.99)),
         _ms(latency.quantile(1.0)),
         f"{latency.polls:,} ({latency.poll_interval_ms:g} ms, {latency.poll_errors} errors)",
-        "/".join(_pct(v) for v in (
-            _percent(latency.usage.werk_cpu_s, latency.seconds),
-            None if latency.usage.broker_cpu_s is None
-            else _percent(latency.usage.broker_cpu_s, latency.seconds),
-            None if pub is None else _percent(pub.cpu_seconds, pub.seconds),
-        )),
+        "/".join(_pct(v) for v in latency.cpu_percent()),
     )  # fmt: skip
     return table
 
@@ -259,6 +251,18 @@ def targets_table(report: IngestReport) -> Table:
     for target, measured, met in report.targets():
         table.add_row(target, measured, "[green]yes[/green]" if met else "[red]no[/red]")
     return table
+
+
+def cpu_percent(
+    usage: Usage, wall_s: float, publisher: PublishFigures | None
+) -> tuple[float, float | None, float | None]:
+    """CPU of werk, broker and publisher in % of one core (the publisher over its own run)."""
+    broker = usage.broker_cpu_s
+    return (
+        _percent(usage.werk_cpu_s, wall_s),
+        None if broker is None else _percent(broker, wall_s),
+        None if publisher is None else _percent(publisher.cpu_seconds, publisher.seconds),
+    )
 
 
 def _seconds(first_ns: int | None, last_ns: int | None) -> float:

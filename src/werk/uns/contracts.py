@@ -21,7 +21,17 @@ from enum import IntEnum
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    TypeAdapter,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from werk.core.clock import NS_PER_MS, from_datetime
@@ -48,7 +58,13 @@ class Quality(IntEnum):
 
 
 QualityName = Literal["good", "uncertain", "bad", "stale"]
-Scalar = bool | int | float | Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+# Strict: in lax mode 0, 1, 0.0 and 1.0 would validate as booleans.
+Scalar = (
+    StrictBool
+    | StrictInt
+    | StrictFloat
+    | Annotated[StrictStr, StringConstraints(max_length=MAX_TEXT_CHARS)]
+)
 Timestamp = int | datetime
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Unit = Annotated[str, StringConstraints(max_length=32)]

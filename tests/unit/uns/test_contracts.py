@@ -26,6 +26,19 @@ def test_value_payload_keeps_timestamp_quality_and_unit() -> None:
     assert sample.quality is Quality.UNCERTAIN
 
 
+@pytest.mark.parametrize(
+    ("payload", "value"),
+    [(b"0.0", 0.0), (b"1", 1), (b"0", 0), (b"1.0", 1.0), (b"false", False), (b'"1"', "1")],
+)
+def test_numbers_never_turn_into_booleans_or_strings(payload: bytes, value: object) -> None:
+    for body in (payload, b'{"value": ' + payload + b"}"):
+        (sample,) = decode(VALUE, body, NOW).samples
+        assert sample.value == value
+        assert type(sample.value) is type(value)
+    (batched,) = decode(BATCH, b'{"values": {"x": ' + payload + b"}}", NOW).samples
+    assert type(batched.value) is type(value)
+
+
 def test_iso_timestamps_are_accepted() -> None:
     decoded = decode(VALUE, b'{"value": 1, "ts": "2026-11-21T12:00:00.250Z"}', NOW)
     assert decoded.samples[0].ts_ns == 1_795_262_400_250_000_000

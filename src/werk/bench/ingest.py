@@ -1,0 +1,287 @@
+"""`werk bench ingest`: how fast the UNS ingest pipeline stores messages, measured.
+
+One run, on a fresh data directory and a fresh embedded broker on free ports:
+
+1. ceiling: a bare paho subscriber counts what a publisher process sends it;
+2. single-tag ingest: the real pipeline (`Runtime`) stores the same load;
+3. batched ingest: the same with 100-tag batch messages;
+4. latency: at half the single-tag rate, probe values from publish to the REST API;
+5. CPU and peak resident memory of werk and of the broker throughout.
+
+The publisher always runs in its own process. Every wait has a timeout: a phase that
+stalls reports what it got.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from werk.bench import workload
+from werk.bench.machine import free_ports, machine_info
+from werk.bench.meters import AcceptedMeter, CountingSubscriber, Meter, ProbeWatcher
+from werk.bench.meters import probe_latencies_ms as latencies_of
+from werk.bench.processes import PublisherProcess, ResourceMonitor
+from werk.bench.publisher import PublishFigures
+from werk.bench.report import IngestReport, LatencyResult, PhaseResult
+from werk.core.clock import now_ns
+from werk.core.errors import Unavailable
+from werk.core.settings import Settings
+from werk.uns.broker import BrokerAddress, EmbeddedBroker
+
+if TYPE_CHECKING:
+    from werk.runtime import Runtime
+    from werk.uns.ingest import IngestPipeline
+
+_LOCAL: Final = "127.0.0.1"
+_CEILING_GROUP: Final = "werk-bench-ceiling"
+_START_TIMEOUT_S: Final = 60.0
+_READY_TIMEOUT_S: Final = 120.0
+_STOP_TIMEOUT_S: Final = 60.0
+_TICK_S: Final = 0.05
+_WARMUP_RETRY_S: Final = 1.0
+_PACED_OFFSET: Final = 1_000_000_000
+_MIN_PACED_RATE: Final = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestBenchConfig:
+    """How much load each phase gets, and how long anything may wait."""
+
+    messages: int = 200_000
+    batch_messages: int = 5_000
+    latency_seconds: float = 10.0
+    probe_hz: float = 50.0
+    poll_interval_s: float = 0.005
+    stall_timeout_s: float = 30.0
+    phase_timeout_s: float = 900.0
+
+
+QUICK: Final = IngestBenchConfig(messages=5_000, batch_messages=200, latency_seconds=3.0)
+
+
+def run_ingest_bench(config: IngestBenchConfig, console: Console) -> IngestReport:
+    """Run every phase on a fresh data directory and broker; return the figures."""
+    with tempfile.TemporaryDirectory(prefix="werk-bench-", ignore_cleanup_errors=True) as tmp:
+        return _Bench(config, console, Path(tmp)).run()
+
+
+class _Stall:
+    """Whether a count has stopped moving for too long, or a phase ran out of time."""
+
+    def __init__(self, stall_s: float, limit_s: float) -> None:
+        self._stall_s = stall_s
+        self._deadline = time.monotonic() + limit_s
+        self._count = -1
+        self._moved = time.monotonic()
+
+    def stalled(self, count: int) -> bool:
+        """Note `count`; True once it has not changed for the stall time or time is up."""
+        now = time.monotonic()
+        if count != self._count:
+            self._count, self._moved = count, now
+        return now - self._moved > self._stall_s or now > self._deadline
+
+
+class _Bench:
+    """One run of the ingest benchmark."""
+
+    def __init__(self, config: IngestBenchConfig, console: Console, data_dir: Path) -> None:
+        mqtt, mqtt5, http = free_ports(3, _LOCAL)
+        self._config = config
+        self._settings = Settings(
+            data_dir=data_dir, broker_url=None, mqtt_host=_LOCAL, mqtt_port=mqtt,
+            mqtt5_port=mqtt5, http_host=_LOCAL, http_port=http, database_url=None,
+            historian_path=None,
+        )  # fmt: skip
+        self._monitor = ResourceMonitor()
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console,
+        )  # fmt: skip
+
+    def run(self) -> IngestReport:
+        """Start the broker, run the phases, stop everything."""
+        broker = EmbeddedBroker(self._settings)
+        address = broker.start()
+        try:
+            self._monitor.start()
+            with self._progress:
+                return self._phases(address)
+        finally:
+            self._monitor.stop()
+            broker.stop()
+
+    def _phases(self, address: BrokerAddress) -> IngestReport:
+        ceiling = self._ceiling(address)
+        from werk.bench.server import ApiServer  # FastAPI and the runtime: not for the publisher
+        from werk.runtime import Runtime
+
+        runtime = Runtime(self._settings.model_copy(update={"broker_url": address.url}))
+        server = ApiServer(runtime, _LOCAL, self._settings.http_port)
+        server.start(_START_TIMEOUT_S)
+        try:
+            return self._ingest_phases(runtime, server.base_url, ceiling)
+        finally:
+            server.stop(_STOP_TIMEOUT_S)
+
+    def _ingest_phases(self, runtime: Runtime, base_url: str, ceiling: PhaseResult) -> IngestReport:
+        assert runtime.pipeline is not None and runtime.store is not None
+        pipeline = runtime.pipeline
+        self._warm_up(runtime, pipeline)
+        single = self._ingest(pipeline, "single-tag ingest", "single", self._config.messages)
+        batch = self._ingest(pipeline, "batched ingest", "batch", self._config.batch_messages)
+        latency = self._latency(pipeline, base_url, single.msgs_per_s / 2)
+        return IngestReport(
+            machine=machine_info(), ceiling=ceiling, single=single, batch=batch, latency=latency,
+            werk_rss_peak=self._monitor.peak("werk"), broker_rss_peak=self._monitor.peak("broker"),
+            stored_rows=runtime.store.count(), pipeline_samples=pipeline.stats.samples,
+        )  # fmt: skip
+
+    def _ceiling(self, address: BrokerAddress) -> PhaseResult:
+        """A bare subscriber on the same kind of subscription as the pipeline's."""
+        topic_filter = f"$share/{_CEILING_GROUP}/{self._settings.uns_root}/#"
+        subscriber = CountingSubscriber(address, topic_filter)
+        subscriber.start(_START_TIMEOUT_S)
+        try:
+            count = self._config.messages
+            return self._flood("ceiling (bare subscriber)", "single", count, subscriber, None)
+        finally:
+            subscriber.stop()
+
+    def _warm_up(self, runtime: Runtime, pipeline: IngestPipeline) -> None:
+        """Publish until the pipeline stores one message: it is subscribed and warm."""
+        assert runtime.publisher is not None
+        topic = workload.tag_topic(self._settings.uns_root, workload.WARMUP_TAG_PATH)
+        stall = _Stall(self._config.stall_timeout_s, self._config.stall_timeout_s)
+        while pipeline.stats.accepted == 0:
+            if stall.stalled(0):
+                raise Unavailable("the ingest pipeline accepted no warm-up message", code="bench_ingest")
+            runtime.publisher.publish(topic, workload.probe_payload(now_ns()))
+            _wait_until(lambda: pipeline.stats.accepted > 0, _WARMUP_RETRY_S)
+
+    def _ingest(
+        self, pipeline: IngestPipeline, name: str, mode: str, count: int
+    ) -> PhaseResult:
+        meter = AcceptedMeter()
+        pipeline.listeners.append(meter)
+        try:
+            result = self._flood(name, mode, count, meter, pipeline)
+        finally:
+            pipeline.listeners.remove(meter)
+        _wait_until(lambda: pipeline.queue_depth == 0, self._config.stall_timeout_s)
+        return result
+
+    def _flood(
+        self, name: str, mode: str, count: int, meter: Meter, pipeline: IngestPipeline | None
+    ) -> PhaseResult:
+        """Publish `count` messages from a publisher process; measure until `meter` has them."""
+        samples = 0 if pipeline is None else pipeline.stats.samples
+        publisher = self._publisher(mode, count=count)
+        try:
+            self._monitor.begin()
+            started = time.monotonic()
+            publisher.go()
+            self._await_count(name, meter, count)
+            window_s, usage = time.monotonic() - started, self._monitor.end()
+            figures = publisher.result(self._config.stall_timeout_s)
+        finally:
+            publisher.stop()
+        points = meter.count if pipeline is None else pipeline.stats.samples - samples
+        return PhaseResult.measure(name, count, meter, points, (window_s, usage, figures))
+
+    def _await_count(self, name: str, meter: Meter, target: int) -> None:
+        task = self._progress.add_task(name, total=target)
+        stall = _Stall(self._config.stall_timeout_s, self._config.phase_timeout_s)
+        while meter.count < target and not stall.stalled(meter.count):
+            self._progress.update(task, completed=meter.count)
+            time.sleep(_TICK_S)
+        self._progress.update(task, completed=meter.count)
+
+    def _latency(self, pipeline: IngestPipeline, base_url: str, rate: float) -> LatencyResult:
+        """Probe values among a paced background load, watched through the API."""
+        cfg = self._config
+        rate = max(rate, _MIN_PACED_RATE)
+        watcher = ProbeWatcher(base_url, workload.PROBE_TAG_PATH, cfg.poll_interval_s)
+        meter = AcceptedMeter()
+        publisher = self._publisher(
+            "paced", rate=rate, seconds=cfg.latency_seconds, probe_hz=cfg.probe_hz,
+            offset=_PACED_OFFSET,
+        )  # fmt: skip
+        pipeline.listeners.append(meter)
+        watcher.start()
+        try:
+            self._monitor.begin()
+            started = time.monotonic()
+            publisher.go()
+            figures = self._await_paced(publisher)
+            self._await_probes(watcher, figures)
+            seconds, usage = time.monotonic() - started, self._monitor.end()
+        finally:
+            watcher.stop()
+            pipeline.listeners.remove(meter)
+            publisher.stop()
+        probes = [] if figures is None else figures.probe_times_us
+        return LatencyResult(
+            rate=rate, seconds=seconds, probes=len(probes),
+            latencies_ms=latencies_of(probes, watcher.observations), polls=watcher.polls,
+            poll_errors=watcher.errors, poll_interval_ms=cfg.poll_interval_s * 1000,
+            accepted=meter.count, usage=usage, publisher=figures,
+        )  # fmt: skip
+
+    def _await_paced(self, publisher: PublisherProcess) -> PublishFigures | None:
+        seconds = self._config.latency_seconds
+        task = self._progress.add_task("latency under load (s)", total=seconds)
+        started = time.monotonic()
+        deadline = started + seconds + self._config.stall_timeout_s
+        figures = None
+        while figures is None and publisher.running and time.monotonic() < deadline:
+            self._progress.update(task, completed=min(seconds, time.monotonic() - started))
+            figures = publisher.result(_TICK_S)
+        self._progress.update(task, completed=seconds)
+        return figures
+
+    def _await_probes(self, watcher: ProbeWatcher, figures: PublishFigures | None) -> None:
+        """Wait until the API shows the last probe, or the stall time passes."""
+        if figures is None or not figures.probe_times_us:
+            return
+        last = figures.probe_times_us[-1]
+        _wait_until(lambda: watcher.seen(last), self._config.stall_timeout_s)
+
+    def _publisher(self, mode: str, **options: float) -> PublisherProcess:
+        """A started publisher process, ready to go."""
+        s = self._settings
+        args = [
+            "--host", s.mqtt_host, "--port", str(s.mqtt5_port), "--root", s.uns_root,
+            "--mode", mode, "--inflight", str(s.mqtt_max_inflight),
+            "--timeout", str(self._config.stall_timeout_s),
+        ]  # fmt: skip
+        for key, value in options.items():
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        publisher = PublisherProcess(args)
+        publisher.start(_READY_TIMEOUT_S)
+        return publisher
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes; return whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
