@@ -129,6 +129,8 @@ def _tail(topic_filter: str, count: int, timeout: float, broker: str | None) -> 
     seen = [0]
 
     def on_message(_c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        if done.is_set():
+            return
         _print_message(msg.topic, bytes(msg.payload), root)
         seen[0] += 1
         if count and seen[0] >= count:
@@ -214,13 +216,18 @@ def history_command(
     bucket: Annotated[
         str | None, typer.Option("--bucket", help="aggregate per bucket, e.g. 1m")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="at most N raw points")] = 50,
+    limit: Annotated[int, typer.Option("--limit", help="the newest N raw points")] = 50,
     api: ApiOpt = None,
 ) -> None:
     """Show the history of a tag: raw points, or aggregates per bucket."""
     end = datetime.now(UTC)
     start = end - timedelta(seconds=parse_duration(last))
-    params: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "limit": limit}
+    params: dict[str, Any] = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "limit": limit,
+        "newest": True,
+    }
     if bucket:
         params["bucket"] = bucket
     result = api_get(_api(api), f"/history/{tag}", params)

@@ -138,17 +138,21 @@ class DuckDBRawStore:
         ]
         return pa.Table.from_arrays(arrays, schema=_ARROW_SCHEMA)
 
-    def points(self, tag: str, start_ns: int, end_ns: int, limit: int) -> list[Point]:
-        """Samples of `tag` in [start, end), oldest first."""
+    def points(
+        self, tag: str, start_ns: int, end_ns: int, limit: int, *, newest: bool = False
+    ) -> list[Point]:
+        """Samples of `tag` in [start, end), oldest first; `newest` keeps the newest `limit`."""
         tag_id = self._tag_ids.get(tag)
         if tag_id is None:
             return []
         sql = (
             f"SELECT {_POINT_COLUMNS} FROM raw WHERE tag_id = ? "
-            "AND ts >= make_timestamp(?) AND ts < make_timestamp(?) ORDER BY ts LIMIT ?"
+            "AND ts >= make_timestamp(?) AND ts < make_timestamp(?) "
+            f"ORDER BY ts {'DESC' if newest else 'ASC'} LIMIT ?"
         )
         params = [tag_id, start_ns // 1000, end_ns // 1000, limit]
-        return [_point(row) for row in self._query(sql, params)]
+        points = [_point(row) for row in self._query(sql, params)]
+        return points[::-1] if newest else points
 
     def buckets(self, tag: str, start_ns: int, end_ns: int, bucket_ns: int) -> list[Bucket]:
         """Aggregates per bucket; buckets are aligned to the Unix epoch."""

@@ -32,10 +32,19 @@ def history(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     layer: Annotated[str, Query(pattern="^raw$", description="data layer")] = "raw",
+    newest: Annotated[
+        bool, Query(description="when more than `limit` points match, keep the newest")
+    ] = False,
 ) -> HistoryRead:
     """Raw samples of a tag, or min/max/avg/count/first/last per bucket."""
     start_ns, end_ns = service.time_range(start, end, timedelta(hours=1))
     bucket_s = None if bucket is None else service.parse_duration(bucket)
     return service.history(
-        store=store, tag=tag, start_ns=start_ns, end_ns=end_ns, bucket_s=bucket_s, limit=limit
+        store=store,
+        tag=tag,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        bucket_s=bucket_s,
+        limit=limit,
+        newest=newest,
     )

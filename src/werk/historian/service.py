@@ -41,15 +41,23 @@ def time_range(start: datetime | None, end: datetime | None, default: timedelta)
 
 
 def history(
-    *, store: RawStore, tag: str, start_ns: int, end_ns: int, bucket_s: float | None, limit: int
+    *,
+    store: RawStore,
+    tag: str,
+    start_ns: int,
+    end_ns: int,
+    bucket_s: float | None,
+    limit: int,
+    newest: bool = False,
 ) -> HistoryRead:
     """Raw points (no bucket) or bucketed aggregates of one tag."""
     if not store.knows(tag):
         raise NotFound(f"the historian has no samples of {tag!r}", tag=tag)
     result = HistoryRead(tag=tag, start=to_datetime(start_ns), end=to_datetime(end_ns))
     if bucket_s is None:
-        points = store.points(tag, start_ns, end_ns, limit + 1)
-        result.points = [point_read(p) for p in points[:limit]]
+        points = store.points(tag, start_ns, end_ns, limit + 1, newest=newest)
+        kept = points[1:] if newest and len(points) > limit else points[:limit]
+        result.points = [point_read(p) for p in kept]
         result.truncated = len(points) > limit
         return result
     if (end_ns - start_ns) / (bucket_s * NS_PER_S) > MAX_BUCKETS:

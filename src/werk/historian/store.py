@@ -19,8 +19,13 @@ class RawStore(Protocol):
     def write(self, rows: RawColumns) -> int:
         """Append rows durably; return how many were written. Raise StorageUnavailable."""
 
-    def points(self, tag: str, start_ns: int, end_ns: int, limit: int) -> list[Point]:
-        """Samples of `tag` with start <= ts < end, oldest first, at most `limit`."""
+    def points(
+        self, tag: str, start_ns: int, end_ns: int, limit: int, *, newest: bool = False
+    ) -> list[Point]:
+        """Samples of `tag` with start <= ts < end, oldest first, at most `limit`.
+
+        With `newest` the limit keeps the newest samples of the range instead of the oldest.
+        """
 
     def buckets(self, tag: str, start_ns: int, end_ns: int, bucket_ns: int) -> list[Bucket]:
         """Aggregates of `tag` per bucket of `bucket_ns` nanoseconds (numeric values)."""

@@ -90,3 +90,9 @@ def test_an_unopenable_file_reports_storage_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StorageUnavailable) as info:
         DuckDBRawStore(tmp_path / "h.duckdb").open()
     assert "open the historian" in info.value.message
+
+
+def test_newest_keeps_the_end_of_the_range(store: DuckDBRawStore) -> None:
+    store.write(_rows([float(i) for i in range(10)]))
+    points = store.points(TAG, T0, T0 + 3600 * NS_PER_S, 3, newest=True)
+    assert [p.value for p in points] == [7.0, 8.0, 9.0]
