@@ -110,13 +110,15 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "max_packet_size 5242880\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"
     )
-    process = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE)
+    log = (conf.parent / "mosquitto.log").open("wb")
+    process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
     try:
         wait_until(lambda: _listening(port), timeout=10)
         yield port
     finally:
         process.terminate()
         process.wait(10)
+        log.close()
 
 
 def _listening(port: int) -> bool:

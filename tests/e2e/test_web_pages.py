@@ -6,11 +6,31 @@ import re
 
 import pytest
 from playwright.sync_api import Page, expect
-from tests.e2e.web_support import BAD_TOPIC, CELL, SPEED, STATE, TEMP, WerkApi, screenshot
+from tests.e2e.web_support import (
+    BAD_TOPIC,
+    CELL,
+    SPEED,
+    STATE,
+    TEMP,
+    TORQUE,
+    WerkApi,
+    screenshot,
+)
 
 pytestmark = pytest.mark.browser
 
 expect.set_options(timeout=10_000)
+
+
+def test_empty_namespace_says_how_to_publish(werk_server: WerkApi, page: Page) -> None:
+    # Runs first in this module, before the `plant` fixture feeds the session's werk.
+    assert werk_server.http.get("/api/v1/health").json()["tags"] == 0
+    page.goto(f"{werk_server.url}/")
+    expect(page.get_by_test_id("namespace-empty")).to_contain_text(
+        "No tags yet — publish to uns/v1/... or run `werk demo`"
+    )
+    expect(page.get_by_test_id("tag-table")).to_be_hidden()
+    screenshot(page, "namespace-empty")
 
 
 def test_namespace_shows_the_tree_and_live_values(plant: WerkApi, page: Page) -> None:
@@ -27,14 +47,19 @@ def test_namespace_shows_the_tree_and_live_values(plant: WerkApi, page: Page) ->
     expect(table.locator("tbody tr", has_text="joint.torque")).to_contain_text("42.5")
     expect(table.locator("tbody tr", has_text="state")).to_contain_text("RUNNING")
     expect(page.get_by_test_id("tag-count")).to_have_text("4 tags")
+    expect(page.get_by_test_id("namespace-empty")).to_be_hidden()
     screenshot(page, "namespace")
+
+    plant.publish(TORQUE, 44.125, "Nm")
+
+    expect(table.locator("tbody tr", has_text="joint.torque")).to_contain_text("44.125")
 
 
 def test_search_narrows_the_table(plant: WerkApi, page: Page) -> None:
     page.goto(f"{plant.url}/")
     table = page.get_by_test_id("tag-table")
     expect(table.locator("tbody tr")).to_have_count(4)
-    page.get_by_test_id("tag-search").locator("input").fill("robot torque")
+    page.get_by_test_id("tag-search").fill("robot torque")
     expect(table.locator("tbody tr")).to_have_count(1)
     expect(table).to_contain_text("joint.torque")
     expect(page.get_by_test_id("tag-count")).to_have_text("1 tag")
@@ -109,3 +134,11 @@ def test_every_page_links_to_the_others(plant: WerkApi, page: Page) -> None:
     expect(page.get_by_test_id("namespace-tree")).to_contain_text(SPEED.split("/")[0])
     page.get_by_test_id("nav").get_by_text("API docs").click()
     expect(page).to_have_url(re.compile("/api/docs$"))
+
+
+def test_the_pages_leave_unknown_api_paths_to_the_api(plant: WerkApi) -> None:
+    missing = plant.http.get("/api/v1/no-such-thing")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    wrong_method = plant.http.delete("/api/v1/health")
+    assert wrong_method.status_code == 405

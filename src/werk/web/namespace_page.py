@@ -15,7 +15,10 @@ from werk.web.formatting import count_of, format_rate, format_time, format_value
 from werk.web.layout import empty_state, frame, section_title
 
 TABLE_LIMIT: Final = 500
-_EXPAND_ALL_UP_TO: Final = 200
+ROWS_PER_PAGE: Final = 50
+_EXPAND_ALL_UP_TO: Final = 30
+# Larger namespaces open down to the cells, so assets show but their tags stay folded.
+_OPEN_DEPTH: Final = 5
 _LEVELS: Final = (
     ("enterprise", "corporate_fare"),
     ("site", "factory"),
@@ -75,7 +78,7 @@ class NamespaceView:
         section_title("Namespace", "Every tag werk has seen, with its last-known value.")
         self._empty = empty_state(
             "sensors_off",
-            "No tags yet",
+            "Waiting for the first message",
             f"No tags yet — publish to {context.root}/... or run `werk demo`.",
             "namespace-empty",
         )
@@ -95,9 +98,9 @@ class NamespaceView:
             )
             with self._search.add_slot("prepend"):
                 ui.icon("search")
-            self._tree = ui.tree([], on_select=self._on_select, on_expand=lambda _: None)
+            self._tree = ui.tree([], on_select=self._on_select)
             self._tree.props("dense no-transition data-testid=namespace-tree")
-            self._tree.classes("w-full text-sm")
+            self._tree.classes("w-full text-sm max-h-[70vh] overflow-auto")
             self._tree.add_slot("default-header", _TREE_HEADER)
 
     def _build_table_card(self) -> None:
@@ -106,7 +109,9 @@ class NamespaceView:
                 self._heading = ui.label().classes("text-lg font-medium text-grey-9")
                 self._count = ui.label().classes("text-sm text-grey-7")
                 self._count.props("data-testid=tag-count")
-            self._table = ui.table(rows=[], columns=_COLUMNS, row_key="path")
+            self._table = ui.table(
+                rows=[], columns=_COLUMNS, row_key="path", pagination=ROWS_PER_PAGE
+            )
             self._table.props("flat dense wrap-cells data-testid=tag-table")
             self._table.classes("w-full cursor-pointer")
             self._table.add_slot("body-cell-tag", _TAG_CELL)
@@ -124,18 +129,26 @@ class NamespaceView:
         self._update_table()
 
     def _rebuild_tree(self) -> None:
-        root = self._context.namespace.tree()
-        self._tree.props["nodes"] = level_nodes(root, depth=0)
+        first = not self._tree.props["nodes"]
+        self._tree.props["nodes"] = level_nodes(self._context.namespace.tree(), depth=0)
+        if first:
+            self._expand_initially()
+
+    def _expand_initially(self) -> None:
+        # Later rebuilds keep what the user expanded or collapsed.
         if self._known <= _EXPAND_ALL_UP_TO:
             self._tree.expand()
-        elif self._prefix:
-            self._tree.expand(_ancestors(self._prefix))
+        else:
+            opened = _level_ids(self._tree.props["nodes"], depth=0)
+            self._tree.expand(opened + _ancestors(self._prefix) if self._prefix else opened)
         if self._prefix:
             self._tree.select(_NODE + self._prefix)
 
     def _update_table(self) -> None:
         page = self._tag_page()
-        self._table.rows = [_row(tag) for tag in page.items]
+        rows = [_row(tag) for tag in page.items]
+        if rows != self._table.rows:
+            self._table.rows = rows
         self._heading.set_text(self._title())
         shown = f" (showing {len(page.items)})" if page.total > len(page.items) else ""
         self._count.set_text(count_of(page.total, "tag") + shown)
@@ -188,6 +201,16 @@ def level_nodes(node: TreeNode, *, depth: int) -> list[dict[str, Any]]:
         {"id": _TAG + path, "label": path.rsplit("/", 1)[-1], "icon": "sell"} for path in node.tags
     ]
     return levels + tags
+
+
+def _level_ids(nodes: list[dict[str, Any]], *, depth: int) -> list[str]:
+    if depth >= _OPEN_DEPTH:
+        return []
+    ids: list[str] = []
+    for node in nodes:
+        if node["id"].startswith(_NODE):
+            ids += [node["id"], *_level_ids(node["children"], depth=depth + 1)]
+    return ids
 
 
 def _ancestors(prefix: str) -> list[str]:

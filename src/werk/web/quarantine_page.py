@@ -54,7 +54,7 @@ class QuarantineView:
         with ui.row().classes("w-full items-end justify-between"):
             section_title("Quarantine", "Messages werk did not accept, each with the exact reason.")
             ui.button("Refresh", icon="refresh", on_click=self.refresh).props(
-                "outline data-testid=quarantine-refresh"
+                "outline no-caps data-testid=quarantine-refresh"
             )
         self._chips = ui.row().classes("items-center gap-1").props("data-testid=quarantine-reasons")
         self._empty = empty_state(

@@ -65,12 +65,13 @@ def breadcrumb(path: str) -> None:
 
 
 def _not_found(path: str) -> None:
-    empty_state(
+    with empty_state(
         "search_off",
         "Tag not found",
         f"No tag {path!r} has been seen in the namespace.",
         "tag-not-found",
-    )
+    ):
+        ui.button("Back to the namespace", icon="arrow_back").props("flat no-caps href=/ tag=a")
 
 
 class TagView:
@@ -85,7 +86,8 @@ class TagView:
             self._build_value_card(tag)
             with ui.card().classes("grow min-w-0 gap-2").props("flat bordered"):
                 with ui.row().classes("w-full items-baseline justify-between"):
-                    ui.label("Last 10 minutes").classes("text-lg font-medium text-grey-9")
+                    title = "Recent changes" if tag.data_type == "string" else "Last 10 minutes"
+                    ui.label(title).classes("text-lg font-medium text-grey-9")
                     self._caption = ui.label().classes("text-sm text-grey-7")
                     self._caption.props("data-testid=trend-caption")
                 self._trend: Trend = (
@@ -97,7 +99,7 @@ class TagView:
         with ui.card().classes("w-96 shrink-0 gap-3").props("flat bordered"):
             ui.label(tag.path.rsplit("/", 1)[-1]).classes("text-lg font-medium text-grey-9")
             with ui.row().classes("items-baseline gap-2"):
-                self._value = ui.label().classes("text-4xl font-semibold text-primary")
+                self._value = ui.label().classes("text-4xl font-semibold text-primary break-all")
                 self._value.props("data-testid=tag-value")
                 self._unit = ui.label().classes("text-lg text-grey-7")
                 self._unit.props("data-testid=tag-unit")
@@ -161,6 +163,6 @@ class TagView:
 
 def _caption(read: HistoryRead | None) -> str:
     if read is None or not read.points:
-        return "no samples in the historian yet; live from the last-known value"
+        return "no samples in the historian yet; live values follow"
     shown = f"first {len(read.points)}" if read.truncated else str(len(read.points))
-    return f"{shown} samples from the historian, live from the last-known value"
+    return f"{shown} samples from the historian, then live values"

@@ -112,19 +112,36 @@ def _ms(moment: datetime) -> float:
 def _chart_options(tag: TagRead) -> dict[str, Any]:
     return {
         "animation": False,
+        "useUTC": True,
         "grid": {"left": 64, "right": 24, "top": 32, "bottom": 40},
         "tooltip": {"trigger": "axis"},
         "xAxis": {"type": "time"},
-        "yAxis": {"type": "value", "scale": True, "name": tag.unit or ""},
+        "yAxis": _boolean_axis() if tag.data_type == "boolean" else _number_axis(tag.unit),
         "series": [
             {
                 "type": "line",
                 "name": tag.path.rsplit("/", 1)[-1],
-                "showSymbol": False,
+                "showSymbol": True,
+                "symbolSize": 5,
                 "step": "end" if tag.data_type == "boolean" else False,
                 "data": [],
                 "lineStyle": {"width": 2},
                 "areaStyle": {"opacity": 0.08},
             }
         ],
+    }
+
+
+def _number_axis(unit: str | None) -> dict[str, Any]:
+    return {"type": "value", "scale": True, "name": unit or ""}
+
+
+def _boolean_axis() -> dict[str, Any]:
+    # A leading ':' makes NiceGUI hand the value to ECharts as JavaScript.
+    return {
+        "type": "value",
+        "min": 0,
+        "max": 1,
+        "interval": 1,
+        "axisLabel": {":formatter": "value => (value ? 'true' : 'false')"},
     }
