@@ -26,7 +26,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -36,8 +35,8 @@ from werk.bench.machine import free_ports, machine_info
 from werk.bench.meters import AcceptedMeter, CountingSubscriber, Meter, ProbeWatcher
 from werk.bench.meters import probe_latencies_ms as latencies_of
 from werk.bench.processes import PublisherProcess, ResourceMonitor
-from werk.bench.publisher import PublishFigures
 from werk.bench.report import IngestReport, LatencyResult, PhaseResult
+from werk.bench.workload import PublishFigures
 from werk.core.clock import now_ns
 from werk.core.errors import Unavailable
 from werk.core.settings import Settings
@@ -140,7 +139,8 @@ class _Bench:
             server.stop(_STOP_TIMEOUT_S)
 
     def _ingest_phases(self, runtime: Runtime, base_url: str, ceiling: PhaseResult) -> IngestReport:
-        assert runtime.pipeline is not None and runtime.store is not None
+        assert runtime.pipeline is not None
+        assert runtime.store is not None
         pipeline = runtime.pipeline
         self._warm_up(runtime, pipeline)
         single = self._ingest(pipeline, "single-tag ingest", "single", self._config.messages)
@@ -170,13 +170,13 @@ class _Bench:
         stall = _Stall(self._config.stall_timeout_s, self._config.stall_timeout_s)
         while pipeline.stats.accepted == 0:
             if stall.stalled(0):
-                raise Unavailable("the ingest pipeline accepted no warm-up message", code="bench_ingest")
+                raise Unavailable(
+                    "the ingest pipeline accepted no warm-up message", code="bench_ingest"
+                )
             runtime.publisher.publish(topic, workload.probe_payload(now_ns()))
             _wait_until(lambda: pipeline.stats.accepted > 0, _WARMUP_RETRY_S)
 
-    def _ingest(
-        self, pipeline: IngestPipeline, name: str, mode: str, count: int
-    ) -> PhaseResult:
+    def _ingest(self, pipeline: IngestPipeline, name: str, mode: str, count: int) -> PhaseResult:
         meter = AcceptedMeter()
         pipeline.listeners.append(meter)
         try:
@@ -249,9 +249,11 @@ class _Bench:
         started = time.monotonic()
         deadline = started + seconds + self._config.stall_timeout_s
         figures = None
-        while figures is None and publisher.running and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             self._progress.update(task, completed=min(seconds, time.monotonic() - started))
             figures = publisher.result(_TICK_S)
+            if figures is not None or not publisher.running:
+                break
         self._progress.update(task, completed=seconds)
         return figures
 

@@ -14,7 +14,7 @@ from typing import IO, Any, Final
 import orjson
 import psutil
 
-from werk.bench.publisher import PublishFigures
+from werk.bench.workload import PublishFigures
 from werk.core.errors import Unavailable
 
 _BROKER_MARK: Final = "iotcore._serve"
@@ -41,7 +41,8 @@ class PublisherProcess:
             self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, bufsize=1,
         )  # fmt: skip
-        assert self._proc.stdout is not None and self._proc.stderr is not None
+        assert self._proc.stdout is not None
+        assert self._proc.stderr is not None
         _pump(self._proc.stdout, self._lines.put, parse=True)
         _pump(self._proc.stderr, self._stderr.append, parse=False)
         if "ready" not in self._next(timeout_s):
@@ -49,7 +50,8 @@ class PublisherProcess:
 
     def go(self) -> None:
         """Tell the child to start publishing."""
-        assert self._proc is not None and self._proc.stdin is not None
+        assert self._proc is not None
+        assert self._proc.stdin is not None
         self._proc.stdin.write("go\n")
         self._proc.stdin.flush()
 

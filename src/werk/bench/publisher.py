@@ -14,14 +14,15 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any, Final
 
 import orjson
 import paho.mqtt.client as paho
 
 from werk.bench import workload
+from werk.bench.workload import PublishFigures
 from werk.uns.broker import BrokerAddress
 from werk.uns.mqtt import client_id, connect, disconnect, make_client
 
@@ -29,41 +30,25 @@ _GO_TIMEOUT_S: Final = 120.0
 _TICK_S: Final = 0.005
 
 
-@dataclass(slots=True)
-class PublishFigures:
-    """What the publisher did, as printed on its last line."""
-
-    mode: str
-    published: int = 0
-    acked: int = 0
-    failed: int = 0
-    probes: int = 0
-    probe_times_us: list[int] = field(default_factory=list)
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    complete: bool = False
-
-
 class AckCounter:
-    """Count PUBACKs from paho's network thread and signal when a target is reached."""
+    """Count PUBACKs from paho's network thread; let the publisher wait on them."""
 
     def __init__(self) -> None:
         self.acked = 0
-        self.target: int | None = None
-        self.done = threading.Event()
+        self._changed = threading.Condition()
 
     def on_publish(self, _c: paho.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
         """Count one acknowledged publish."""
-        self.acked += 1
-        if self.target is not None and self.acked >= self.target:
-            self.done.set()
+        with self._changed:
+            self.acked += 1
+            self._changed.notify_all()
 
-    def expect(self, total: int, timeout_s: float) -> bool:
-        """Wait until `total` publishes are acknowledged; False on timeout."""
-        self.target = total
-        if self.acked >= total:
+    def wait_for(self, acked: int, timeout_s: float) -> bool:
+        """Wait until at least `acked` publishes are acknowledged; False on timeout."""
+        if self.acked >= acked:
             return True
-        return self.done.wait(timeout_s)
+        with self._changed:
+            return self._changed.wait_for(lambda: self.acked >= acked, timeout_s)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,39 +79,62 @@ def flood_messages(args: argparse.Namespace) -> list[tuple[str, bytes]]:
     return [(workload.value_topic(args.root, i), workload.value_payload(i, ts_ms)) for i in numbers]
 
 
-def publish(client: paho.Client, figures: PublishFigures, topic: str, payload: bytes) -> None:
-    """Hand one QoS 1 message to paho, counting refusals."""
-    if client.publish(topic, payload, qos=1).rc == paho.MQTT_ERR_SUCCESS:
+class Sender:
+    """Publish at QoS 1 with at most `window` messages unacknowledged.
+
+    paho's own in-flight limit rescans every queued message on each PUBACK, which makes a
+    deep queue quadratic; so paho gets no limit and this window keeps within the broker's.
+    """
+
+    def __init__(
+        self,
+        client: paho.Client,
+        acks: AckCounter,
+        figures: PublishFigures,
+        args: argparse.Namespace,
+    ) -> None:
+        self._client = client
+        self._acks = acks
+        self._figures = figures
+        self._window = args.inflight
+        self._timeout_s = args.timeout
+
+    def send(self, topic: str, payload: bytes) -> bool:
+        """Publish one message once the window allows; False if it never did in time."""
+        figures = self._figures
+        if figures.published - self._acks.acked >= self._window and not self._acks.wait_for(
+            figures.published - self._window + 1, self._timeout_s
+        ):
+            figures.failed += 1
+            return False
+        if self._client.publish(topic, payload, qos=1).rc != paho.MQTT_ERR_SUCCESS:
+            figures.failed += 1
+            return False
         figures.published += 1
-    else:
-        figures.failed += 1
+        return True
 
 
-def flood(client: paho.Client, figures: PublishFigures, messages: list[tuple[str, bytes]]) -> None:
-    """Publish every message as fast as paho takes them."""
+def flood(sender: Sender, messages: list[tuple[str, bytes]]) -> None:
+    """Publish every message as fast as the window allows; give up at the first failure."""
     for topic, payload in messages:
-        publish(client, figures, topic, payload)
+        if not sender.send(topic, payload):
+            return
 
 
-def paced(client: paho.Client, figures: PublishFigures, args: argparse.Namespace) -> None:
+def paced(sender: Sender, figures: PublishFigures, args: argparse.Namespace) -> None:
     """Publish background values at `args.rate` and probes at `args.probe_hz`."""
     probe_topic = workload.tag_topic(args.root, workload.PROBE_TAG_PATH)
     sent = 0
     for due, probe in _schedule(args.rate, args.seconds, args.probe_hz):
         for i in range(args.offset + sent, args.offset + due):
             ts_ms = time.time_ns() // 1_000_000
-            publish(
-                client,
-                figures,
-                workload.value_topic(args.root, i),
-                workload.value_payload(i, ts_ms),
-            )
+            sender.send(workload.value_topic(args.root, i), workload.value_payload(i, ts_ms))
         sent = max(sent, due)
         if probe:
             published_ns = time.time_ns()
             figures.probes += 1
             figures.probe_times_us.append(published_ns // 1000)
-            publish(client, figures, probe_topic, workload.probe_payload(published_ns))
+            sender.send(probe_topic, workload.probe_payload(published_ns))
 
 
 def _schedule(rate: float, seconds: float, probe_hz: float) -> Iterator[tuple[int, bool]]:
@@ -153,42 +161,27 @@ def run(args: argparse.Namespace) -> PublishFigures:
     figures = PublishFigures(args.mode)
     messages = flood_messages(args) if args.mode != "paced" else []
     client, acks = _client(args)
+    sender = Sender(client, acks, figures, args)
     try:
         if wait_for_go():
-            _timed(figures, acks, args.timeout, lambda: _load(client, figures, messages, args))
+            wall, cpu = time.perf_counter(), time.process_time()
+            if args.mode == "paced":
+                paced(sender, figures, args)
+            else:
+                flood(sender, messages)
+            figures.complete = acks.wait_for(figures.published, args.timeout) and not figures.failed
+            figures.acked = acks.acked
+            figures.seconds = time.perf_counter() - wall
+            figures.cpu_seconds = time.process_time() - cpu
     finally:
         disconnect(client)
     return figures
 
 
-def _load(
-    client: paho.Client,
-    figures: PublishFigures,
-    messages: list[tuple[str, bytes]],
-    args: argparse.Namespace,
-) -> None:
-    if args.mode == "paced":
-        paced(client, figures, args)
-    else:
-        flood(client, figures, messages)
-
-
-def _timed(
-    figures: PublishFigures, acks: AckCounter, timeout_s: float, load: Callable[[], None]
-) -> None:
-    wall, cpu = time.perf_counter(), time.process_time()
-    load()
-    figures.complete = acks.expect(figures.published, timeout_s) and figures.failed == 0
-    figures.acked = acks.acked
-    figures.seconds = time.perf_counter() - wall
-    figures.cpu_seconds = time.process_time() - cpu
-
-
 def _client(args: argparse.Namespace) -> tuple[paho.Client, AckCounter]:
     address = BrokerAddress(args.host, args.port, mqtt5=True)
     client = make_client(address, client_id("bench-publisher"))
-    client.max_inflight_messages_set(args.inflight)
-    client.max_queued_messages_set(0)  # unlimited: the flood is bounded by --count
+    client.max_inflight_messages_set(0)  # unlimited: Sender keeps the window
     acks = AckCounter()
     client.on_publish = acks.on_publish
     connect(client, address)

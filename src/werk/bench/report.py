@@ -12,7 +12,7 @@ from rich.table import Table
 from werk.bench.machine import MachineInfo
 from werk.bench.meters import Meter
 from werk.bench.processes import Usage
-from werk.bench.publisher import PublishFigures
+from werk.bench.workload import PublishFigures
 
 TARGET_SINGLE_RATIO: Final = 0.5
 TARGET_BATCH_POINTS_PER_S: Final = 300_000
@@ -173,7 +173,10 @@ class IngestReport:
                 "batch": self.batch.as_dict(),
             },
             "latency": self.latency.as_dict(),
-            "memory": {"werk_rss_peak": self.werk_rss_peak, "broker_rss_peak": self.broker_rss_peak},
+            "memory": {
+                "werk_rss_peak": self.werk_rss_peak,
+                "broker_rss_peak": self.broker_rss_peak,
+            },
             "storage": {"stored_rows": self.stored_rows, "pipeline_samples": self.pipeline_samples},
             "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in self.targets()],
         }
@@ -191,42 +194,58 @@ def render(report: IngestReport, console: Console) -> None:
 def throughput_table(report: IngestReport) -> Table:
     """Messages and points per second of each phase, with CPU and memory."""
     table = Table(title="Ingest throughput", title_justify="left")
-    for header in ("phase", "messages", "points", "seconds", "msg/s", "points/s", "vs ceiling",
-                   "publisher msg/s", "CPU werk/broker/pub", "peak RSS werk/broker"):  # fmt: skip
-        table.add_column(header, justify="left" if header == "phase" else "right")
-    ceiling = report.ceiling.msgs_per_s
-    for phase in (report.ceiling, report.single, report.batch):
-        ratio = f"{phase.msgs_per_s / ceiling:.1%}" if ceiling > 0 else "-"
-        table.add_row(*_phase_cells(phase, ratio))
+    table.add_column("figure")
+    phases = (report.ceiling, report.single, report.batch)
+    for phase in phases:
+        table.add_column(phase.name, justify="right")
+    columns = [_phase_cells(phase, report.ceiling.msgs_per_s) for phase in phases]
+    for label, *cells in zip(_PHASE_ROWS, *columns, strict=True):
+        table.add_row(label, *cells)
     return table
 
 
-def _phase_cells(phase: PhaseResult, ratio: str) -> list[str]:
-    messages = f"{phase.messages:,}" + ("" if phase.complete else f" of {phase.target:,} (stalled)")
+_PHASE_ROWS: Final = (
+    "messages", "points (tag samples)", "seconds, first to last", "messages/s", "points/s",
+    "vs ceiling (messages/s)", "publisher acked msg/s", "CPU werk (% of a core)",
+    "CPU broker", "CPU publisher", "peak RSS werk (MiB)", "peak RSS broker (MiB)",
+)  # fmt: skip
+
+
+def _phase_cells(phase: PhaseResult, ceiling: float) -> list[str]:
+    messages = f"{phase.messages:,}" + ("" if phase.complete else f" of {phase.target:,} STALLED")
     pub = phase.publisher_msgs_per_s
     werk, broker, publisher = phase.cpu_percent()
     return [
-        phase.name, messages, f"{phase.points:,}", f"{phase.seconds:.2f}",
-        f"{phase.msgs_per_s:,.0f}", f"{phase.points_per_s:,.0f}", ratio,
-        "-" if pub is None else f"{pub:,.0f}",
-        "/".join(_pct(v) for v in (werk, broker, publisher)),
-        f"{_mib(phase.usage.werk_rss_peak)}/{_mib(phase.usage.broker_rss_peak)}",
+        messages, f"{phase.points:,}", f"{phase.seconds:.2f}", f"{phase.msgs_per_s:,.0f}",
+        f"{phase.points_per_s:,.0f}",
+        f"{phase.msgs_per_s / ceiling:.1%}" if ceiling > 0 else "-",
+        "-" if pub is None else f"{pub:,.0f}", _pct(werk), _pct(broker), _pct(publisher),
+        _mib(phase.usage.werk_rss_peak), _mib(phase.usage.broker_rss_peak),
     ]  # fmt: skip
 
 
 def latency_table(latency: LatencyResult) -> Table:
     """Publish-to-visible latency through the REST API."""
-    table = Table(title="Latency: publish -> visible in GET /api/v1/tags/{path}", title_justify="left")
-    for header in ("background load", "accepted msg/s", "probes", "samples", "p50 ms", "p99 ms",
-                   "max ms", "API polls (every)", "CPU werk/broker/pub"):  # fmt: skip
-        table.add_column(header, justify="right")
-    table.add_row(
-        f"{latency.rate:,.0f} msg/s", f"{latency.accepted_per_s:,.0f}", f"{latency.probes:,}",
-        f"{len(latency.latencies_ms):,}", _ms(latency.quantile(0.5)), _ms(latency.quantile(0.99)),
-        _ms(latency.quantile(1.0)),
-        f"{latency.polls:,} ({latency.poll_interval_ms:g} ms, {latency.poll_errors} errors)",
-        "/".join(_pct(v) for v in latency.cpu_percent()),
-    )  # fmt: skip
+    table = Table(
+        title="Latency: publish -> visible in GET /api/v1/tags/{path}", title_justify="left"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    werk, broker, publisher = latency.cpu_percent()
+    rows = {
+        "background load (half the single-tag rate)": f"{latency.rate:,.0f} msg/s",
+        "accepted by the pipeline": f"{latency.accepted_per_s:,.0f} msg/s",
+        "probes published / latency samples": f"{latency.probes:,} / {len(latency.latencies_ms):,}",
+        "p50": f"{_ms(latency.quantile(0.5))} ms",
+        "p99": f"{_ms(latency.quantile(0.99))} ms",
+        "max": f"{_ms(latency.quantile(1.0))} ms",
+        "API polls (interval, errors)": (
+            f"{latency.polls:,} ({latency.poll_interval_ms:g} ms, {latency.poll_errors} errors)"
+        ),
+        "CPU werk / broker / publisher": f"{_pct(werk)} / {_pct(broker)} / {_pct(publisher)}",
+    }
+    for label, value in rows.items():
+        table.add_row(label, value)
     return table
 
 
@@ -244,7 +263,9 @@ def resources_table(report: IngestReport) -> Table:
 
 def targets_table(report: IngestReport) -> Table:
     """Each target with the measured figure and whether it was met."""
-    table = Table(title="Targets (informational; the command never fails on them)", title_justify="left")
+    table = Table(
+        title="Targets (informational; the command never fails on them)", title_justify="left"
+    )
     table.add_column("target")
     table.add_column("measured", justify="right")
     table.add_column("met")

@@ -1,4 +1,5 @@
-"""The benchmark's messages: topics and payloads of single-tag, batch and probe messages.
+"""The benchmark's messages (topics and payloads of single-tag, batch and probe messages)
+and the figures of publishing them.
 
 Every message differs from every other (value or timestamp), because ingest drops a
 message it has already stored.
@@ -6,6 +7,7 @@ message it has already stored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
@@ -55,3 +57,18 @@ def tag_topic(root: str, tag_path: str) -> str:
 def probe_payload(published_ns: int) -> bytes:
     """A probe value carrying its publish time in epoch microseconds (exact in a double)."""
     return orjson.dumps({"value": float(published_ns // 1000), "ts": published_ns // 1_000_000})
+
+
+@dataclass(slots=True)
+class PublishFigures:
+    """What the publisher did, as printed on its last line."""
+
+    mode: str
+    published: int = 0
+    acked: int = 0
+    failed: int = 0
+    probes: int = 0
+    probe_times_us: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    complete: bool = False

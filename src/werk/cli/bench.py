@@ -2,6 +2,57 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
 import typer
+from rich.console import Console
+
+from werk.cli.errors import one_line_errors
 
 bench_app = typer.Typer(help="Benchmarks that print measured figures.", no_args_is_help=True)
+console = Console()
+
+
+@bench_app.command("ingest")
+@one_line_errors
+def ingest(
+    messages: Annotated[
+        int | None,
+        typer.Option("--messages", min=1, help="single-tag messages [200000; quick 5000]"),
+    ] = None,
+    batch_messages: Annotated[
+        int | None,
+        typer.Option("--batch-messages", min=1, help="100-tag batch messages [5000; quick 200]"),
+    ] = None,
+    latency_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--latency-seconds", min=0.5, help="length of the latency phase [10; quick 3]"
+        ),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="a small smoke run")] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures as JSON to this file")
+    ] = None,
+) -> None:
+    """Measure ingest: broker ceiling, single-tag and batched throughput, latency, memory."""
+    from werk.bench import QUICK, IngestBenchConfig, render, run_ingest_bench
+    from werk.core.logging import configure_logging
+
+    configure_logging("WARNING")
+    base = QUICK if quick else IngestBenchConfig()
+    given = {
+        "messages": messages,
+        "batch_messages": batch_messages,
+        "latency_seconds": latency_seconds,
+    }
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    config = dataclasses.replace(base, **overrides)
+    report = run_ingest_bench(config, console)
+    render(report, console)
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
+        console.print(f"figures written to {json_path}")
