@@ -32,9 +32,9 @@ from rich.progress import (
 
 from werk.bench import workload
 from werk.bench.machine import free_ports, machine_info
-from werk.bench.meters import AcceptedMeter, CountingSubscriber, Meter, ProbeWatcher
+from werk.bench.meters import AcceptedMeter, CountingSubscriber, Meter, ProbeWatcher, span_s
 from werk.bench.meters import probe_latencies_ms as latencies_of
-from werk.bench.processes import PublisherProcess, ResourceMonitor
+from werk.bench.processes import PublisherProcess, ResourceMonitor, Usage
 from werk.bench.report import IngestReport, LatencyResult, PhaseResult
 from werk.bench.workload import PublishFigures
 from werk.core.clock import now_ns
@@ -190,7 +190,7 @@ class _Bench:
         self, name: str, mode: str, count: int, meter: Meter, pipeline: IngestPipeline | None
     ) -> PhaseResult:
         """Publish `count` messages from a publisher process; measure until `meter` has them."""
-        samples = 0 if pipeline is None else pipeline.stats.samples
+        before = _counters(pipeline)
         publisher = self._publisher(mode, count=count)
         try:
             self._monitor.begin()
@@ -201,8 +201,13 @@ class _Bench:
             figures = publisher.result(self._config.stall_timeout_s)
         finally:
             publisher.stop()
-        points = meter.count if pipeline is None else pipeline.stats.samples - samples
-        return PhaseResult.measure(name, count, meter, points, (window_s, usage, figures))
+        samples, batches = (a - b for a, b in zip(_counters(pipeline), before, strict=True))
+        return PhaseResult(
+            name=name, target=count, messages=meter.count,
+            points=meter.count if pipeline is None else samples,
+            batches=None if pipeline is None else batches, seconds=span_s(meter),
+            complete=meter.count >= count, window_s=window_s, usage=usage, publisher=figures,
+        )  # fmt: skip
 
     def _await_count(self, name: str, meter: Meter, target: int) -> None:
         task = self._progress.add_task(name, total=target)
@@ -216,21 +221,16 @@ class _Bench:
         """Probe values among a paced background load, watched through the API."""
         cfg = self._config
         rate = max(rate, _MIN_PACED_RATE)
-        watcher = ProbeWatcher(base_url, workload.PROBE_TAG_PATH, cfg.poll_interval_s)
-        meter = AcceptedMeter()
         publisher = self._publisher(
             "paced", rate=rate, seconds=cfg.latency_seconds, probe_hz=cfg.probe_hz,
             offset=_PACED_OFFSET,
         )  # fmt: skip
+        watcher = ProbeWatcher(base_url, workload.PROBE_TAG_PATH, cfg.poll_interval_s)
+        meter = AcceptedMeter()
         pipeline.listeners.append(meter)
         watcher.start()
         try:
-            self._monitor.begin()
-            started = time.monotonic()
-            publisher.go()
-            figures = self._await_paced(publisher)
-            self._await_probes(watcher, figures)
-            seconds, usage = time.monotonic() - started, self._monitor.end()
+            seconds, usage, figures = self._run_paced(publisher, watcher)
         finally:
             watcher.stop()
             pipeline.listeners.remove(meter)
@@ -242,6 +242,17 @@ class _Bench:
             poll_errors=watcher.errors, poll_interval_ms=cfg.poll_interval_s * 1000,
             accepted=meter.count, usage=usage, publisher=figures,
         )  # fmt: skip
+
+    def _run_paced(
+        self, publisher: PublisherProcess, watcher: ProbeWatcher
+    ) -> tuple[float, Usage, PublishFigures | None]:
+        """Let the paced publisher run; wait until the API shows its last probe."""
+        self._monitor.begin()
+        started = time.monotonic()
+        publisher.go()
+        figures = self._await_paced(publisher)
+        self._await_probes(watcher, figures)
+        return time.monotonic() - started, self._monitor.end(), figures
 
     def _await_paced(self, publisher: PublisherProcess) -> PublishFigures | None:
         seconds = self._config.latency_seconds
@@ -277,6 +288,11 @@ class _Bench:
         publisher = PublisherProcess(args)
         publisher.start(_READY_TIMEOUT_S)
         return publisher
+
+
+def _counters(pipeline: IngestPipeline | None) -> tuple[int, int]:
+    """Samples and batches the pipeline has processed so far."""
+    return (0, 0) if pipeline is None else (pipeline.stats.samples, pipeline.stats.batches)
 
 
 def _wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:

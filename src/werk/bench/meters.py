@@ -1,5 +1,4 @@
-"""What the benchmark counts: messages at a bare subscriber, messages the pipeline accepted,
-and when probe values became visible through the API."""
+"""Counters of the benchmark: a bare subscriber, the pipeline's accepted messages, API probes."""
 
 from __future__ import annotations
 
@@ -35,6 +34,13 @@ class Meter(Protocol):
     @property
     def last_ns(self) -> int | None:
         """When the latest message was counted (epoch ns)."""
+
+
+def span_s(meter: Meter) -> float:
+    """Seconds from the first message of `meter` to the latest one."""
+    if meter.first_ns is None or meter.last_ns is None:
+        return 0.0
+    return max(0.0, (meter.last_ns - meter.first_ns) / 1e9)
 
 
 class CountingSubscriber:

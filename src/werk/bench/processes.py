@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
@@ -29,6 +30,7 @@ class PublisherProcess:
         self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self._proc: subprocess.Popen[str] | None = None
+        self._pumps: list[threading.Thread] = []
 
     @property
     def running(self) -> bool:
@@ -43,8 +45,10 @@ class PublisherProcess:
         )  # fmt: skip
         assert self._proc.stdout is not None
         assert self._proc.stderr is not None
-        _pump(self._proc.stdout, self._lines.put, parse=True)
-        _pump(self._proc.stderr, self._stderr.append, parse=False)
+        self._pumps = [
+            _pump(self._proc.stdout, self._lines.put, parse=True),
+            _pump(self._proc.stderr, self._stderr.append, parse=False),
+        ]
         if "ready" not in self._next(timeout_s):
             raise self._failure("did not get ready")
 
@@ -74,6 +78,8 @@ class PublisherProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout_s)
+        for pump in self._pumps:
+            pump.join(timeout_s)  # they end at the pipes' end of file
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
@@ -102,7 +108,7 @@ class PublisherProcess:
         return Unavailable(f"the benchmark publisher {what}: {detail}", code="bench_publisher")
 
 
-def _pump(stream: IO[str], sink: Any, *, parse: bool) -> None:
+def _pump(stream: IO[str], sink: Callable[[Any], object], *, parse: bool) -> threading.Thread:
     """Forward every line of `stream` to `sink` from a daemon thread."""
 
     def forward() -> None:
@@ -115,7 +121,9 @@ def _pump(stream: IO[str], sink: Any, *, parse: bool) -> None:
             else:
                 sink(line.rstrip())
 
-    threading.Thread(target=forward, name="werk-bench-pump", daemon=True).start()
+    thread = threading.Thread(target=forward, name="werk-bench-pump", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +139,7 @@ class Usage:
 class ResourceMonitor:
     """Sample the resident memory of this process and the broker child; time CPU windows."""
 
-    def __init__(self, interval_s: float = 0.05) -> None:
+    def __init__(self, interval_s: float = 0.1) -> None:
         self._interval_s = interval_s
         self._me = psutil.Process()
         self._broker: psutil.Process | None = None

@@ -86,22 +86,21 @@ class Sender:
     deep queue quadratic; so paho gets no limit and this window keeps within the broker's.
     """
 
-    def __init__(
-        self,
-        client: paho.Client,
-        acks: AckCounter,
-        figures: PublishFigures,
-        args: argparse.Namespace,
-    ) -> None:
+    def __init__(self, client: paho.Client, acks: AckCounter, args: argparse.Namespace) -> None:
+        self.figures = PublishFigures(args.mode)
         self._client = client
         self._acks = acks
-        self._figures = figures
         self._window = args.inflight
         self._timeout_s = args.timeout
+        self._started = (time.perf_counter(), time.process_time())
+
+    def start(self) -> None:
+        """Start the wall and CPU clocks."""
+        self._started = (time.perf_counter(), time.process_time())
 
     def send(self, topic: str, payload: bytes) -> bool:
         """Publish one message once the window allows; False if it never did in time."""
-        figures = self._figures
+        figures = self.figures
         if figures.published - self._acks.acked >= self._window and not self._acks.wait_for(
             figures.published - self._window + 1, self._timeout_s
         ):
@@ -113,6 +112,16 @@ class Sender:
         figures.published += 1
         return True
 
+    def finish(self) -> PublishFigures:
+        """Wait for the outstanding acks; note how long it all took and the CPU it used."""
+        figures = self.figures
+        acked = self._acks.wait_for(figures.published, self._timeout_s)
+        figures.complete = acked and not figures.failed
+        figures.acked = self._acks.acked
+        figures.seconds = time.perf_counter() - self._started[0]
+        figures.cpu_seconds = time.process_time() - self._started[1]
+        return figures
+
 
 def flood(sender: Sender, messages: list[tuple[str, bytes]]) -> None:
     """Publish every message as fast as the window allows; give up at the first failure."""
@@ -121,9 +130,10 @@ def flood(sender: Sender, messages: list[tuple[str, bytes]]) -> None:
             return
 
 
-def paced(sender: Sender, figures: PublishFigures, args: argparse.Namespace) -> None:
+def paced(sender: Sender, args: argparse.Namespace) -> None:
     """Publish background values at `args.rate` and probes at `args.probe_hz`."""
     probe_topic = workload.tag_topic(args.root, workload.PROBE_TAG_PATH)
+    figures = sender.figures
     sent = 0
     for due, probe in _schedule(args.rate, args.seconds, args.probe_hz):
         for i in range(args.offset + sent, args.offset + due):
@@ -135,6 +145,8 @@ def paced(sender: Sender, figures: PublishFigures, args: argparse.Namespace) -> 
             figures.probes += 1
             figures.probe_times_us.append(published_ns // 1000)
             sender.send(probe_topic, workload.probe_payload(published_ns))
+        if figures.failed:
+            return
 
 
 def _schedule(rate: float, seconds: float, probe_hz: float) -> Iterator[tuple[int, bool]]:
@@ -158,24 +170,20 @@ def wait_for_go() -> bool:
 
 def run(args: argparse.Namespace) -> PublishFigures:
     """Connect, prepare, wait for go, publish and wait for the acks."""
-    figures = PublishFigures(args.mode)
     messages = flood_messages(args) if args.mode != "paced" else []
     client, acks = _client(args)
-    sender = Sender(client, acks, figures, args)
+    sender = Sender(client, acks, args)
     try:
         if wait_for_go():
-            wall, cpu = time.perf_counter(), time.process_time()
+            sender.start()
             if args.mode == "paced":
-                paced(sender, figures, args)
+                paced(sender, args)
             else:
                 flood(sender, messages)
-            figures.complete = acks.wait_for(figures.published, args.timeout) and not figures.failed
-            figures.acked = acks.acked
-            figures.seconds = time.perf_counter() - wall
-            figures.cpu_seconds = time.process_time() - cpu
+            sender.finish()
     finally:
         disconnect(client)
-    return figures
+    return sender.figures
 
 
 def _client(args: argparse.Namespace) -> tuple[paho.Client, AckCounter]:

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from werk.bench.machine import MachineInfo
-from werk.bench.meters import Meter
 from werk.bench.processes import Usage
 from werk.bench.workload import PublishFigures
 
@@ -27,26 +26,12 @@ class PhaseResult:
     target: int
     messages: int
     points: int
+    batches: int | None
     seconds: float
     complete: bool
     window_s: float
     usage: Usage
     publisher: PublishFigures | None
-
-    @classmethod
-    def measure(
-        cls,
-        name: str,
-        target: int,
-        meter: Meter,
-        points: int,
-        window: tuple[float, Usage, PublishFigures | None],
-    ) -> PhaseResult:
-        """Build the result from a meter and the (window seconds, usage, publisher) of a run."""
-        seconds = _seconds(meter.first_ns, meter.last_ns)
-        window_s, usage, publisher = window
-        complete = meter.count >= target
-        return cls(name, target, meter.count, points, seconds, complete, window_s, usage, publisher)
 
     @property
     def msgs_per_s(self) -> float:
@@ -186,6 +171,11 @@ def render(report: IngestReport, console: Console) -> None:
     """Print the machine and every figure as tables."""
     console.print(f"[bold]Machine[/bold]  {report.machine.describe()}")
     console.print(throughput_table(report))
+    if not all(p.complete for p in (report.ceiling, report.single, report.batch)):
+        console.print(
+            "[yellow]note:[/yellow] a phase STALLED (no progress within the stall timeout); "
+            "the broker may still have delivered its leftover messages into later phases."
+        )
     console.print(latency_table(report.latency))
     console.print(resources_table(report))
     console.print(targets_table(report))
@@ -206,7 +196,8 @@ def throughput_table(report: IngestReport) -> Table:
 
 _PHASE_ROWS: Final = (
     "messages", "points (tag samples)", "seconds, first to last", "messages/s", "points/s",
-    "vs ceiling (messages/s)", "publisher acked msg/s", "CPU werk (% of a core)",
+    "vs ceiling (messages/s)", "ingest batches (messages each)", "publisher acked msg/s",
+    "CPU werk (% of a core)",
     "CPU broker", "CPU publisher", "peak RSS werk (MiB)", "peak RSS broker (MiB)",
 )  # fmt: skip
 
@@ -218,7 +209,7 @@ def _phase_cells(phase: PhaseResult, ceiling: float) -> list[str]:
     return [
         messages, f"{phase.points:,}", f"{phase.seconds:.2f}", f"{phase.msgs_per_s:,.0f}",
         f"{phase.points_per_s:,.0f}",
-        f"{phase.msgs_per_s / ceiling:.1%}" if ceiling > 0 else "-",
+        f"{phase.msgs_per_s / ceiling:.1%}" if ceiling > 0 else "-", _batches(phase),
         "-" if pub is None else f"{pub:,.0f}", _pct(werk), _pct(broker), _pct(publisher),
         _mib(phase.usage.werk_rss_peak), _mib(phase.usage.broker_rss_peak),
     ]  # fmt: skip
@@ -286,10 +277,10 @@ def cpu_percent(
     )
 
 
-def _seconds(first_ns: int | None, last_ns: int | None) -> float:
-    if first_ns is None or last_ns is None:
-        return 0.0
-    return max(0.0, (last_ns - first_ns) / 1e9)
+def _batches(phase: PhaseResult) -> str:
+    if not phase.batches:
+        return "-"
+    return f"{phase.batches:,} ({phase.messages / phase.batches:,.0f})"
 
 
 def _percent(cpu_s: float, wall_s: float) -> float:

@@ -22,7 +22,7 @@ class ApiServer:
         self.base_url = f"http://{host}:{port}"
         app = create_app(runtime, web=False)
         config = uvicorn.Config(
-            app, host=host, port=port, lifespan="on", log_config=None,
+            app, host=host, port=port, lifespan="on", ws="none", log_config=None,
             log_level="warning", access_log=False,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
