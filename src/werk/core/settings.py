@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     ingest_queue_size: Annotated[int, Field(ge=1)] = 200_000
     ingest_overflow: OverflowPolicy = OverflowPolicy.BLOCK
     ingest_batch_size: Annotated[int, Field(ge=1)] = 20_000
-    ingest_linger_ms: Annotated[int, Field(ge=0)] = 50
+    ingest_linger_ms: Annotated[int, Field(ge=0)] = 20
     ingest_shared_group: str = "werk"
     ingest_client_id: str | None = Field(
         default=None,
@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         "default werk-ingest-<host>",
     )
     ingest_dedupe_window_s: Annotated[int, Field(ge=0)] = 900
+    ingest_spool_max_bytes: Annotated[int, Field(ge=_MIB)] = 256 * _MIB
+    ingest_spool_segment_bytes: Annotated[int, Field(ge=64 * 1024)] = 64 * _MIB
+    ingest_spool_fsync: bool = True
     registry_flush_s: Annotated[float, Field(gt=0)] = 2.0
     database_url: str | None = None
     historian_path: Path | None = None

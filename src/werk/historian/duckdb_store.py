@@ -54,6 +54,7 @@ class DuckDBRawStore:
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._tag_ids: dict[str, int] = {}
         self._write_lock = threading.Lock()
+        self._writer: duckdb.DuckDBPyConnection | None = None
 
     def open(self) -> None:
         """Open the file, create the schema and load the tag dictionary."""
@@ -70,6 +71,9 @@ class DuckDBRawStore:
 
     def close(self) -> None:
         """Checkpoint and close."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         if self._conn is not None:
             with _mapped_errors("close the historian"):
                 self._conn.execute("CHECKPOINT")
@@ -94,13 +98,15 @@ class DuckDBRawStore:
         """Append rows in one transaction; new tags join the dictionary in the same one."""
         if not rows:
             return 0
-        with self._write_lock, _mapped_errors("write to the historian"), self._cursor() as cur:
+        with self._write_lock, _mapped_errors("write to the historian"):
+            cur = self._writer_cursor()
+            if all(t in self._tag_ids for t in rows.tag):
+                _insert_raw(cur, self._arrow(rows))
+                return len(rows)
             cur.execute("BEGIN TRANSACTION")
             try:
                 new_tags = self._register_tags(cur, rows.tag)
-                cur.register("incoming", self._arrow(rows))
-                cur.execute("INSERT INTO raw SELECT * FROM incoming")
-                cur.unregister("incoming")
+                _insert_raw(cur, self._arrow(rows))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -108,6 +114,12 @@ class DuckDBRawStore:
                     self._tag_ids.pop(tag, None)
                 raise
         return len(rows)
+
+    def _writer_cursor(self) -> duckdb.DuckDBPyConnection:
+        """One cursor kept for writes (only used under the write lock)."""
+        if self._writer is None:
+            self._writer = self._db.cursor()
+        return self._writer
 
     def _register_tags(self, cur: duckdb.DuckDBPyConnection, tags: list[str]) -> list[str]:
         known = self._tag_ids
@@ -198,6 +210,11 @@ class DuckDBRawStore:
     def _query(self, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
         with _mapped_errors("query the historian"), self._cursor() as cur:
             return cur.execute(sql, params).fetchall()
+
+
+def _insert_raw(cur: duckdb.DuckDBPyConnection, incoming: pa.Table) -> None:
+    """Append an Arrow table (found by DuckDB's replacement scan of `incoming`)."""
+    cur.execute("INSERT INTO raw SELECT * FROM incoming")
 
 
 def _point(row: tuple[Any, ...]) -> Point:

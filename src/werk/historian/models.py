@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, Protocol
+
+
+class SampleLike(Protocol):
+    """What the raw layer needs of a sample."""
+
+    @property
+    def tag_path(self) -> str: ...
+    @property
+    def ts_ns(self) -> int: ...
+    @property
+    def value(self) -> bool | int | float | str: ...
+    @property
+    def quality(self) -> int: ...
 
 
 class Aggregate(StrEnum):
@@ -61,6 +75,11 @@ class RawColumns:
             self.text.append(None)
         self.quality.append(quality)
         self.msg_id.append(msg_id)
+
+    def extend(self, samples: Iterable[SampleLike], ingest_ns: int, msg_id: int) -> None:
+        """Add the samples of one message."""
+        for s in samples:
+            self.append(s.tag_path, s.ts_ns, ingest_ns, s.value, s.quality, msg_id)
 
 
 @dataclass(frozen=True, slots=True)

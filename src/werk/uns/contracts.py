@@ -18,7 +18,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Annotated, Any, Final, Literal, TypeVar
+from functools import lru_cache
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypeVar
 
 import orjson
 from pydantic import (
@@ -128,8 +129,7 @@ _SCALAR: TypeAdapter[Scalar] = TypeAdapter(Scalar)
 _QUALITY: Final = {q.label: q for q in Quality}
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One accepted sample, ready for the historian and the last-known-value store."""
 
     tag_path: str
@@ -173,18 +173,21 @@ def _decode_batch(topic: UnsTopic, payload: bytes, received_ns: int) -> Decoded:
     default_quality = _QUALITY[message.quality]
     node_path = topic.node.path
     samples = [
-        _batch_sample(f"{node_path}/{_batch_tag(tag)}", entry, default_ts, default_quality)
+        _batch_sample(_batch_tag_path(node_path, tag), entry, default_ts, default_quality)
         for tag, entry in message.values.items()
     ]
     msg_id = _message_id(topic, payload, message.id, message.ts, received_ns)
     return Decoded(msg_id, samples)
 
 
-def _batch_tag(tag: str) -> str:
+@lru_cache(maxsize=65_536)
+def _batch_tag_path(node_path: str, tag: str) -> str:
+    """Validate a batch key and join it to the node (cached: batches repeat their keys)."""
     try:
-        return check_tag(tag)
+        check_tag(tag)
     except Exception as exc:
         raise PayloadError(f"batch entry {tag!r}: {exc}", code="bad_tag", tag=tag) from exc
+    return f"{node_path}/{tag}"
 
 
 def _batch_sample(

@@ -1,9 +1,12 @@
-"""The ingest pipeline: subscribe, decode, validate, store in batches, then acknowledge.
+"""The ingest pipeline: subscribe, spool, acknowledge; the historian writer works behind.
 
-One paho network thread puts messages on a bounded queue; one worker thread drains it
-in batches, writes the raw layer and the quarantine, updates the namespace, and only
-then acknowledges the QoS 1/2 messages to the broker. A crash before the ack means the
-broker redelivers; the message id makes the redelivery a no-op.
+Three threads: paho's network thread puts messages on a bounded queue; the spooler
+drains it, appends the messages to the on-disk spool and only then acknowledges them
+(QoS 1/2) to the broker; the historian writer (`werk.uns.writer`) decodes, validates
+and stores them in batches and moves the spool checkpoint. Acknowledging at spool time
+keeps the broker's in-flight window moving while the historian writes large batches;
+a crash loses nothing acknowledged, because the spool is replayed at start and message
+ids make replays of already stored messages no-ops.
 """
 
 from __future__ import annotations
@@ -12,88 +15,30 @@ import logging
 import queue
 import socket
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as paho
 from sqlalchemy.orm import Session, sessionmaker
 
-from werk.core.clock import NS_PER_S, now_ns
-from werk.core.errors import PayloadError, WerkError
+from werk.core.clock import now_ns
 from werk.core.settings import OverflowPolicy, Settings
-from werk.historian import RawColumns, RawStore
-from werk.uns import quarantine
+from werk.historian import RawStore
 from werk.uns.broker import BrokerAddress
-from werk.uns.contracts import Decoded, decode
 from werk.uns.mqtt import connect, disconnect, make_client
 from werk.uns.namespace import Namespace
-from werk.uns.quarantine import Rejected
-from werk.uns.topics import UnsTopic, parse_topic
+from werk.uns.spool import FLAG_OVERFLOW, Spool, SpoolRecord
+from werk.uns.writer import Chunk, HistorianWriter, IngestStats, Listener, Received
 
 _LOGGER = logging.getLogger(__name__)
 
-_TOPIC_CACHE: Final = 100_000
-_MAX_SEEN: Final = 2_000_000
-_RETRY_MAX_S: Final = 10.0
 
+class _Delivery:
+    """A message off the wire with what is needed to acknowledge it."""
 
-class Incoming(NamedTuple):
-    """A message as received, before any decoding."""
+    __slots__ = ("message", "mid", "qos")
 
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    received_ns: int
-
-
-@dataclass(slots=True)
-class IngestStats:
-    """Counters of the pipeline since start."""
-
-    received: int = 0
-    accepted: int = 0
-    samples: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    overflowed: int = 0
-    batches: int = 0
-    write_errors: int = 0
-    last_error: str | None = None
-    started_ns: int = field(default_factory=now_ns)
-
-
-class SeenMessages:
-    """Ids of recently stored messages, forgotten after a time window."""
-
-    def __init__(self, window_ns: int) -> None:
-        self._window_ns = window_ns
-        self._ids: OrderedDict[int, int] = OrderedDict()
-
-    def __contains__(self, msg_id: int) -> bool:
-        return msg_id in self._ids
-
-    def add(self, msg_id: int, at_ns: int) -> None:
-        """Remember an id, forgetting the oldest beyond the window or the size cap."""
-        self._ids[msg_id] = at_ns
-        horizon = at_ns - self._window_ns
-        while self._ids and (
-            len(self._ids) > _MAX_SEEN or next(iter(self._ids.values())) < horizon
-        ):
-            self._ids.popitem(last=False)
-
-
-class _Batch:
-    """What one drained batch turns into."""
-
-    def __init__(self) -> None:
-        self.rows = RawColumns()
-        self.accepted: list[tuple[Decoded, int]] = []
-        self.rejected: list[Rejected] = []
-        self.acks: list[tuple[int, int]] = []
+    def __init__(self, message: Received, mid: int, qos: int) -> None:
+        self.message, self.mid, self.qos = message, mid, qos
 
 
 class IngestPipeline:
@@ -110,19 +55,30 @@ class IngestPipeline:
     ) -> None:
         self._settings = settings
         self._address = address
-        self._store = store
-        self._namespace = namespace
-        self._sessions = sessions
-        self._queue: queue.Queue[Incoming] = queue.Queue(maxsize=settings.ingest_queue_size)
-        self._overflow: queue.Queue[Incoming] = queue.Queue(maxsize=settings.ingest_queue_size)
-        self._seen = SeenMessages(settings.ingest_dedupe_window_s * NS_PER_S)
-        self._topics: dict[str, UnsTopic] = {}
-        self._running = threading.Event()
-        self._worker: threading.Thread | None = None
-        self._client: paho.Client | None = None
-        self._last_flush = time.monotonic()
+        self._queue: queue.Queue[_Delivery] = queue.Queue(maxsize=settings.ingest_queue_size)
+        self._overflow: queue.Queue[_Delivery] = queue.Queue(maxsize=settings.ingest_queue_size)
+        self._spool = Spool(
+            settings.data_dir / "spool",
+            segment_bytes=settings.ingest_spool_segment_bytes,
+            fsync=settings.ingest_spool_fsync,
+        )
         self.stats = IngestStats()
-        self.listeners: list[Callable[[list[tuple[Decoded, int]]], None]] = []
+        self._writer = HistorianWriter(
+            settings=settings,
+            store=store,
+            namespace=namespace,
+            sessions=sessions,
+            commit=self._spool.commit,
+            stats=self.stats,
+        )
+        self._running = threading.Event()
+        self._spooler: threading.Thread | None = None
+        self._client: paho.Client | None = None
+
+    @property
+    def listeners(self) -> list[Listener]:
+        """Callbacks told about every batch of accepted messages."""
+        return self._writer.listeners
 
     @property
     def subscription(self) -> str:
@@ -131,22 +87,23 @@ class IngestPipeline:
 
     @property
     def queue_depth(self) -> int:
-        """Messages waiting to be processed."""
-        return self._queue.qsize() + self._overflow.qsize()
+        """Messages received but not yet written to the historian."""
+        return self._queue.qsize() + self._overflow.qsize() + self._writer.depth
 
     @property
     def running(self) -> bool:
-        """Whether the worker is running."""
+        """Whether the pipeline is running."""
         return self._running.is_set()
 
     def start(self) -> None:
-        """Load recent message ids, start the worker, subscribe."""
-        since = now_ns() - self._settings.ingest_dedupe_window_s * NS_PER_S
-        for msg_id in self._store.recent_message_ids(since):
-            self._seen.add(msg_id, now_ns())
+        """Replay the spool, start spooler and writer, subscribe."""
+        pending = self._spool.open()
+        self._writer.start()
+        if pending:
+            self._replay(pending)
         self._running.set()
-        self._worker = threading.Thread(target=self._work, name="werk-ingest", daemon=True)
-        self._worker.start()
+        self._spooler = threading.Thread(target=self._spool_loop, name="werk-spool", daemon=True)
+        self._spooler.start()
         cid = self._settings.ingest_client_id or f"werk-ingest-{socket.gethostname()}"
         self._client = make_client(self._address, cid, manual_ack=True, persistent=True)
         self._client.on_message = self._on_message
@@ -157,13 +114,20 @@ class IngestPipeline:
         _LOGGER.info("ingest subscribed to %s on %s", self.subscription, self._address.url)
 
     def stop(self) -> None:
-        """Unsubscribe, process what is queued, flush the namespace."""
+        """Disconnect, spool what was received, write what was spooled."""
         if self._client is not None:
             disconnect(self._client)
         self._running.clear()
-        if self._worker is not None:
-            self._worker.join(timeout=30)
-        self._flush_namespace()
+        if self._spooler is not None:
+            self._spooler.join(timeout=30)
+        self._writer.stop()
+        self._spool.close()
+
+    def _replay(self, records: list[SpoolRecord]) -> None:
+        messages = [_received(r) for r in records]
+        self.stats.replayed += len(messages)
+        size = sum(len(r.payload) for r in records)
+        self._writer.submit(Chunk(messages, self._spool.position, size))
 
     def _subscribe(self, client: paho.Client) -> None:
         client.subscribe(self.subscription, qos=1)
@@ -182,147 +146,68 @@ class IngestPipeline:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "backslashreplace")  # kept for the record
-        item = Incoming(topic, bytes(msg.payload), msg.mid, msg.qos, now_ns())
+        delivery = _Delivery(Received(topic, bytes(msg.payload), now_ns()), msg.mid, msg.qos)
         self.stats.received += 1
         if self._settings.ingest_overflow is OverflowPolicy.BLOCK:
-            self._queue.put(item)
+            self._queue.put(delivery)
             return
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait(delivery)
         except queue.Full:
             self.stats.overflowed += 1
-            self._overflow.put(item)
+            delivery.message = delivery.message._replace(overflowed=True)
+            self._overflow.put(delivery)
 
-    def _work(self) -> None:
-        while self._running.is_set() or self.queue_depth:
-            batch = self._drain()
-            if batch:
-                self._process(batch)
-            self._maybe_flush_namespace()
+    def _spool_loop(self) -> None:
+        while self._running.is_set() or self._queue.qsize() or self._overflow.qsize():
+            deliveries = self._drain()
+            if deliveries:
+                self._spool_and_ack(deliveries)
 
-    def _drain(self) -> list[tuple[Incoming, str | None]]:
-        items: list[tuple[Incoming, str | None]] = []
-        while not self._overflow.empty() and len(items) < self._settings.ingest_batch_size:
-            items.append((self._overflow.get_nowait(), "queue_overflow"))
+    def _drain(self) -> list[_Delivery]:
+        """Everything waiting right now, up to a batch; no lingering (the writer lingers)."""
+        limit = self._settings.ingest_batch_size
+        items: list[_Delivery] = []
+        while not self._overflow.empty() and len(items) < limit:
+            items.append(self._overflow.get_nowait())
         try:
-            items.append((self._queue.get(timeout=0.2), None))
+            items.append(self._queue.get(timeout=0.2))
         except queue.Empty:
             return items
-        deadline = time.monotonic() + self._settings.ingest_linger_ms / 1000
-        limit = self._settings.ingest_batch_size
         while len(items) < limit:
             try:
-                items.append((self._queue.get_nowait(), None))
+                items.append(self._queue.get_nowait())
             except queue.Empty:
-                if time.monotonic() >= deadline:
-                    break
-                time.sleep(0.001)
+                break
         return items
 
-    def _process(self, items: list[tuple[Incoming, str | None]]) -> None:
-        batch = _Batch()
-        for item, forced_reason in items:
-            self._classify(item, forced_reason, batch)
-        self._persist(batch)
-        self._namespace_update(batch)
-        self._ack(batch.acks)
-        self.stats.batches += 1
+    def _spool_and_ack(self, deliveries: list[_Delivery]) -> None:
+        records = [_record(d.message) for d in deliveries]
+        end = self._append_until_it_lands(records)
+        client = self._client
+        if client is not None:
+            for d in deliveries:
+                if d.qos > 0:
+                    client.ack(d.mid, d.qos)
+        size = sum(len(r.payload) for r in records)
+        self._writer.submit(Chunk([d.message for d in deliveries], end, size))
 
-    def _classify(self, item: Incoming, forced_reason: str | None, batch: _Batch) -> None:
-        if item.qos > 0:
-            batch.acks.append((item.mid, item.qos))
-        if forced_reason is not None:
-            detail = "the ingest queue was full (overflow policy: quarantine)"
-            batch.rejected.append(_rejected(item, forced_reason, detail))
-            return
-        try:
-            decoded = self._decode(item)
-        except WerkError as exc:
-            batch.rejected.append(_rejected(item, exc.code, exc.message))
-            return
-        if decoded.message_id in self._seen:
-            self.stats.duplicates += 1
-            return
-        self._seen.add(decoded.message_id, item.received_ns)
-        batch.accepted.append((decoded, item.received_ns))
-        for s in decoded.samples:
-            batch.rows.append(
-                s.tag_path, s.ts_ns, item.received_ns, s.value, s.quality, decoded.message_id
-            )
-
-    def _decode(self, item: Incoming) -> Decoded:
-        size, limit = len(item.payload), self._settings.ingest_max_payload
-        if size > limit:
-            raise PayloadError(
-                f"payload is {size} bytes; the limit for JSON values is {limit} bytes",
-                code="too_large",
-            )
-        decoded = decode(self._topic(item.topic), item.payload, item.received_ns)
-        self._namespace.check_types(decoded.samples)
-        return decoded
-
-    def _topic(self, topic: str) -> UnsTopic:
-        parsed = self._topics.get(topic)
-        if parsed is None:
-            parsed = parse_topic(topic, self._settings.uns_root)
-            if len(self._topics) >= _TOPIC_CACHE:
-                self._topics.clear()
-            self._topics[topic] = parsed
-        return parsed
-
-    def _persist(self, batch: _Batch) -> None:
-        """Write raw rows and quarantine records, retrying with back-off until they land."""
+    def _append_until_it_lands(self, records: list[SpoolRecord]) -> Any:
         delay = 0.1
         while True:
             try:
-                self._store.write(batch.rows)
-                batch.rows = RawColumns()
-                if batch.rejected:
-                    with self._sessions.begin() as session:
-                        quarantine.add_rejected(session=session, rejected=batch.rejected)
-                break
-            except Exception as exc:  # any failure: keep the batch, retry
-                self._note_write_failure(exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-        if self.stats.last_error is not None:
-            _LOGGER.info("ingest writes recovered")
-            self.stats.last_error = None
-
-    def _note_write_failure(self, exc: BaseException, delay: float) -> None:
-        self.stats.write_errors += 1
-        if self.stats.last_error is None:
-            _LOGGER.error("ingest cannot write, retrying every %.1f s or less: %s", delay, exc)
-        self.stats.last_error = str(exc)
-
-    def _namespace_update(self, batch: _Batch) -> None:
-        for decoded, received_ns in batch.accepted:
-            self._namespace.observe(decoded.samples, received_ns, decoded.message_id)
-            self.stats.samples += len(decoded.samples)
-        self.stats.accepted += len(batch.accepted)
-        self.stats.rejected += len(batch.rejected)
-        for listener in self.listeners:
-            listener(batch.accepted)
-
-    def _ack(self, acks: list[tuple[int, int]]) -> None:
-        client = self._client
-        if client is None:
-            return
-        for mid, qos in acks:
-            client.ack(mid, qos)
-
-    def _maybe_flush_namespace(self) -> None:
-        if time.monotonic() - self._last_flush >= self._settings.registry_flush_s:
-            self._flush_namespace()
-
-    def _flush_namespace(self) -> None:
-        self._last_flush = time.monotonic()
-        try:
-            with self._sessions.begin() as session:
-                self._namespace.flush(session=session)
-        except Exception as exc:
-            _LOGGER.warning("could not persist the namespace registry, will retry: %s", exc)
+                return self._spool.append(records)
+            except Exception as exc:  # nothing is acked until it lands
+                _LOGGER.error("cannot spool %d messages, retrying: %s", len(records), exc)
+                self._running.wait(delay)
+                delay = min(delay * 2, 10.0)
 
 
-def _rejected(item: Incoming, reason: str, detail: str) -> Rejected:
-    return Rejected(item.received_ns, item.topic, item.payload, reason, detail)
+def _record(message: Received) -> SpoolRecord:
+    flags = FLAG_OVERFLOW if message.overflowed else 0
+    return SpoolRecord(message.topic, message.payload, message.received_ns, flags)
+
+
+def _received(record: SpoolRecord) -> Received:
+    overflowed = bool(record.flags & FLAG_OVERFLOW)
+    return Received(record.topic, record.payload, record.received_ns, overflowed)

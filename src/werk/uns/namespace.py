@@ -15,22 +15,19 @@ from sqlalchemy.orm import Session
 
 from werk.core.clock import NS_PER_S
 from werk.core.errors import NotFound, PayloadError
-from werk.uns.contracts import Quality, Sample
+from werk.uns.contracts import Decoded, Quality, Sample
 from werk.uns.models import TagRecord
 from werk.uns.topics import matches
 
 _EWMA: Final = 0.2
-# SQLite allows 32766 bound parameters per statement; 12 columns per row.
-_UPSERT_CHUNK: Final = 2000
+
+
+_DATA_TYPES: Final = {bool: "boolean", int: "number", float: "number", str: "string"}
 
 
 def data_type_of(value: bool | int | float | str) -> str:
     """The registry's data type of a value: boolean, number or string."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "string"
-    return "number"
+    return _DATA_TYPES[type(value)]
 
 
 @dataclass(slots=True)
@@ -90,10 +87,10 @@ class Namespace:
 
     def check_types(self, samples: Iterable[Sample]) -> None:
         """Raise `PayloadError` if a sample would change the data type of a known tag."""
-        tags = self._tags
+        tags, types = self._tags, _DATA_TYPES
         for sample in samples:
             state = tags.get(sample.tag_path)
-            if state is not None and state.data_type != data_type_of(sample.value):
+            if state is not None and state.data_type != types[type(sample.value)]:
                 raise PayloadError(
                     f"tag {sample.tag_path!r} is {state.data_type}, "
                     f"got {data_type_of(sample.value)} {sample.value!r}",
@@ -105,6 +102,16 @@ class Namespace:
         with self._lock:
             for sample in samples:
                 self._observe_one(sample, ingest_ns, msg_id)
+
+    def observe_messages(self, messages: Iterable[tuple[Decoded, int]]) -> int:
+        """Record the samples of many messages; return how many samples there were."""
+        count = 0
+        with self._lock:
+            for decoded, ingest_ns in messages:
+                for sample in decoded.samples:
+                    self._observe_one(sample, ingest_ns, decoded.message_id)
+                count += len(decoded.samples)
+        return count
 
     def _observe_one(self, sample: Sample, ingest_ns: int, msg_id: int) -> None:
         state = self._tags.get(sample.tag_path)
@@ -167,11 +174,17 @@ class Namespace:
     def flush(self, *, session: Session) -> int:
         """Upsert the tags changed since the last flush (the caller commits)."""
         with self._lock:
-            changed = [self._tags[p] for p in self._dirty]
-            self._dirty.clear()
-        for start in range(0, len(changed), _UPSERT_CHUNK):
-            _upsert(session, [_record_values(s) for s in changed[start : start + _UPSERT_CHUNK]])
-        return len(changed)
+            dirty, self._dirty = self._dirty, set()
+            rows = [_record_values(self._tags[p]) for p in dirty]
+        try:
+            if rows:
+                session.execute(_upsert_statement(session), rows)
+                session.flush()
+        except BaseException:
+            with self._lock:
+                self._dirty |= dirty
+            raise
+        return len(rows)
 
 
 def _insert(node: TreeNode, parts: list[str]) -> None:
@@ -201,11 +214,13 @@ def _record_values(state: TagState) -> dict[str, Any]:
     }
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+def _upsert_statement(session: Session) -> Any:
+    """One upsert executed for many rows (executemany), compiled once per dialect."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(TagRecord).values(rows)
-    updates = {c: statement.excluded[c] for c in rows[0] if c != "path"}
-    session.execute(statement.on_conflict_do_update(index_elements=["path"], set_=updates))
+    statement = insert(TagRecord)
+    updates = {c.name: statement.excluded[c.name] for c in TagRecord.__table__.columns}
+    del updates["path"]
+    return statement.on_conflict_do_update(index_elements=["path"], set_=updates)
 
 
 def _state_from_record(record: TagRecord) -> TagState:

@@ -1,0 +1,294 @@
+"""The historian writer: spooled messages into the raw layer, quarantine and namespace.
+
+It runs behind the spool in its own thread, batches what the spool accepted, decodes and
+validates it, writes raw rows and quarantine records (retrying with back-off while
+storage is down), updates the namespace, and then moves the spool checkpoint forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, NamedTuple
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from werk.core.clock import NS_PER_S, now_ns
+from werk.core.errors import PayloadError, WerkError
+from werk.core.settings import Settings
+from werk.historian import RawColumns, RawStore
+from werk.uns import quarantine
+from werk.uns.contracts import Decoded, decode
+from werk.uns.namespace import Namespace
+from werk.uns.quarantine import Rejected
+from werk.uns.spool import Position
+from werk.uns.topics import UnsTopic, parse_topic
+
+_LOGGER = logging.getLogger(__name__)
+
+_TOPIC_CACHE: Final = 100_000
+_MAX_SEEN: Final = 2_000_000
+_RETRY_MAX_S: Final = 10.0
+_OVERFLOW_DETAIL: Final = "the ingest queue was full (overflow policy: quarantine)"
+
+Listener = Callable[[list[tuple[Decoded, int]]], None]
+
+
+class Received(NamedTuple):
+    """A message as received, before any decoding."""
+
+    topic: str
+    payload: bytes
+    received_ns: int
+    overflowed: bool = False
+
+
+class Chunk(NamedTuple):
+    """Messages the spool holds, up to `end`, and their size in bytes."""
+
+    messages: list[Received]
+    end: Position
+    size: int
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counters of the pipeline since start."""
+
+    received: int = 0
+    accepted: int = 0
+    samples: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    overflowed: int = 0
+    replayed: int = 0
+    batches: int = 0
+    write_errors: int = 0
+    last_error: str | None = None
+    started_ns: int = field(default_factory=now_ns)
+
+
+class SeenMessages:
+    """Ids of recently stored messages, forgotten after a time window."""
+
+    def __init__(self, window_ns: int) -> None:
+        self._window_ns = window_ns
+        self._ids: OrderedDict[int, int] = OrderedDict()
+
+    def __contains__(self, msg_id: int) -> bool:
+        return msg_id in self._ids
+
+    def add(self, msg_id: int, at_ns: int) -> None:
+        """Remember an id, forgetting the oldest beyond the window or the size cap."""
+        self._ids[msg_id] = at_ns
+        horizon = at_ns - self._window_ns
+        ids = self._ids
+        while ids and (len(ids) > _MAX_SEEN or next(iter(ids.values())) < horizon):
+            ids.popitem(last=False)
+
+
+class _Batch:
+    """What one batch of messages turns into."""
+
+    def __init__(self) -> None:
+        self.rows = RawColumns()
+        self.accepted: list[tuple[Decoded, int]] = []
+        self.rejected: list[Rejected] = []
+
+
+class HistorianWriter:
+    """Consume spooled chunks in batches; commit the spool after each durable write."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: RawStore,
+        namespace: Namespace,
+        sessions: sessionmaker[Session],
+        commit: Callable[[Position], None],
+        stats: IngestStats,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._namespace = namespace
+        self._sessions = sessions
+        self._commit = commit
+        self.stats = stats
+        self.listeners: list[Listener] = []
+        self._seen = SeenMessages(settings.ingest_dedupe_window_s * NS_PER_S)
+        self._topics: dict[str, UnsTopic] = {}
+        self._chunks: deque[Chunk] = deque()
+        self._pending_bytes = 0
+        self._cond = threading.Condition()
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._last_flush = time.monotonic()
+
+    @property
+    def depth(self) -> int:
+        """Messages spooled but not yet written."""
+        with self._cond:
+            return sum(len(c.messages) for c in self._chunks)
+
+    def start(self) -> None:
+        """Remember recent message ids and start the writer thread."""
+        since = now_ns() - self._settings.ingest_dedupe_window_s * NS_PER_S
+        for msg_id in self._store.recent_message_ids(since):
+            self._seen.add(msg_id, now_ns())
+        self._running = True
+        self._thread = threading.Thread(target=self._work, name="werk-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is pending, then stop."""
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        self._flush_namespace()
+
+    def submit(self, chunk: Chunk) -> None:
+        """Hand over a spooled chunk; block while the spool holds too much unwritten data."""
+        limit = self._settings.ingest_spool_max_bytes
+        with self._cond:
+            while self._pending_bytes > limit and self._running:
+                self._cond.wait(0.5)
+            self._chunks.append(chunk)
+            self._pending_bytes += chunk.size
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            chunks = self._take()
+            if chunks:
+                self._process(chunks)
+            elif not self._running:
+                return
+            self._maybe_flush_namespace()
+
+    def _take(self) -> list[Chunk]:
+        """Wait for work, linger briefly for more, and take up to a batch of messages."""
+        linger_s = self._settings.ingest_linger_ms / 1000
+        with self._cond:
+            if not self._chunks:
+                self._cond.wait(0.2)
+            if self._chunks and self._running and linger_s:
+                deadline = time.monotonic() + linger_s
+                while self._count() < self._settings.ingest_batch_size and self._running:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            taken: list[Chunk] = []
+            count = 0
+            while self._chunks and count < self._settings.ingest_batch_size:
+                taken.append(self._chunks.popleft())
+                count += len(taken[-1].messages)
+            return taken
+
+    def _count(self) -> int:
+        return sum(len(c.messages) for c in self._chunks)
+
+    def _process(self, chunks: list[Chunk]) -> None:
+        batch = _Batch()
+        for chunk in chunks:
+            for message in chunk.messages:
+                self._classify(message, batch)
+        self._persist(batch)
+        self._namespace_update(batch)
+        self._commit(chunks[-1].end)
+        with self._cond:
+            self._pending_bytes -= sum(c.size for c in chunks)
+            self._cond.notify_all()
+        self.stats.batches += 1
+
+    def _classify(self, message: Received, batch: _Batch) -> None:
+        if message.overflowed:
+            batch.rejected.append(_rejected(message, "queue_overflow", _OVERFLOW_DETAIL))
+            return
+        try:
+            decoded = self._decode(message)
+        except WerkError as exc:
+            batch.rejected.append(_rejected(message, exc.code, exc.message))
+            return
+        if decoded.message_id in self._seen:
+            self.stats.duplicates += 1
+            return
+        self._seen.add(decoded.message_id, message.received_ns)
+        batch.accepted.append((decoded, message.received_ns))
+        batch.rows.extend(decoded.samples, message.received_ns, decoded.message_id)
+
+    def _decode(self, message: Received) -> Decoded:
+        size, limit = len(message.payload), self._settings.ingest_max_payload
+        if size > limit:
+            raise PayloadError(
+                f"payload is {size} bytes; the limit for JSON values is {limit} bytes",
+                code="too_large",
+            )
+        decoded = decode(self._topic(message.topic), message.payload, message.received_ns)
+        self._namespace.check_types(decoded.samples)
+        return decoded
+
+    def _topic(self, topic: str) -> UnsTopic:
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            parsed = parse_topic(topic, self._settings.uns_root)
+            if len(self._topics) >= _TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[topic] = parsed
+        return parsed
+
+    def _persist(self, batch: _Batch) -> None:
+        """Write raw rows and quarantine records, retrying with back-off until they land."""
+        delay = 0.1
+        while True:
+            try:
+                self._store.write(batch.rows)
+                batch.rows = RawColumns()
+                if batch.rejected:
+                    with self._sessions.begin() as session:
+                        quarantine.add_rejected(session=session, rejected=batch.rejected)
+                break
+            except Exception as exc:  # any failure: keep the batch, retry
+                self._note_write_failure(exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+        if self.stats.last_error is not None:
+            _LOGGER.info("ingest writes recovered")
+            self.stats.last_error = None
+
+    def _note_write_failure(self, exc: BaseException, delay: float) -> None:
+        self.stats.write_errors += 1
+        if self.stats.last_error is None:
+            _LOGGER.error("ingest cannot write, retrying every %.1f s or less: %s", delay, exc)
+        self.stats.last_error = str(exc)
+
+    def _namespace_update(self, batch: _Batch) -> None:
+        samples = self._namespace.observe_messages(batch.accepted)
+        self.stats.samples += samples
+        self.stats.accepted += len(batch.accepted)
+        self.stats.rejected += len(batch.rejected)
+        for listener in self.listeners:
+            listener(batch.accepted)
+
+    def _maybe_flush_namespace(self) -> None:
+        if time.monotonic() - self._last_flush >= self._settings.registry_flush_s:
+            self._flush_namespace()
+
+    def _flush_namespace(self) -> None:
+        self._last_flush = time.monotonic()
+        try:
+            with self._sessions.begin() as session:
+                self._namespace.flush(session=session)
+        except Exception as exc:
+            _LOGGER.warning("could not persist the namespace registry, will retry: %s", exc)
+
+
+def _rejected(message: Received, reason: str, detail: str) -> Rejected:
+    return Rejected(message.received_ns, message.topic, message.payload, reason, detail)
