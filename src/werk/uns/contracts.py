@@ -172,8 +172,11 @@ def _decode_batch(topic: UnsTopic, payload: bytes, received_ns: int) -> Decoded:
     default_ts = _timestamp(message.ts, received_ns)
     default_quality = _QUALITY[message.quality]
     node_path = topic.node.path
+    path = _batch_tag_path
     samples = [
-        _batch_sample(_batch_tag_path(node_path, tag), entry, default_ts, default_quality)
+        Sample(path(node_path, tag), default_ts, entry, default_quality, None)  # type: ignore[arg-type]
+        if type(entry) is not SampleV1
+        else _object_sample(path(node_path, tag), entry, default_ts)
         for tag, entry in message.values.items()
     ]
     msg_id = _message_id(topic, payload, message.id, message.ts, received_ns)
@@ -190,11 +193,7 @@ def _batch_tag_path(node_path: str, tag: str) -> str:
     return f"{node_path}/{tag}"
 
 
-def _batch_sample(
-    tag_path: str, entry: Scalar | SampleV1, default_ts: int, default_quality: Quality
-) -> Sample:
-    if not isinstance(entry, SampleV1):
-        return Sample(tag_path, default_ts, entry, default_quality, None)
+def _object_sample(tag_path: str, entry: SampleV1, default_ts: int) -> Sample:
     ts_ns = default_ts if entry.ts is None else _timestamp(entry.ts, default_ts)
     return Sample(tag_path, ts_ns, entry.value, _QUALITY[entry.quality], entry.unit)
 

@@ -56,6 +56,28 @@ class TagState:
 
 
 @dataclass(slots=True)
+class _Fold:
+    """Samples of one tag within a batch: the newest by source time, and how many."""
+
+    sample: Sample
+    ingest_ns: int
+    msg_id: int
+    first_ingest_ns: int
+    last_ingest_ns: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        self.last_ingest_ns = self.first_ingest_ns
+
+    def add(self, sample: Sample, ingest_ns: int, msg_id: int) -> None:
+        """Count another sample; keep it if it is at least as new."""
+        self.count += 1
+        self.last_ingest_ns = ingest_ns
+        if sample.ts_ns >= self.sample.ts_ns:
+            self.sample, self.ingest_ns, self.msg_id = sample, ingest_ns, msg_id
+
+
+@dataclass(slots=True)
 class TreeNode:
     """A level of the namespace tree with its children and the tags directly below it."""
 
@@ -98,42 +120,54 @@ class Namespace:
                 )
 
     def observe(self, samples: Iterable[Sample], ingest_ns: int, msg_id: int) -> None:
-        """Record samples of one message: registry entry and last-known value."""
-        with self._lock:
-            for sample in samples:
-                self._observe_one(sample, ingest_ns, msg_id)
+        """Record the samples of one message."""
+        self.observe_messages([(Decoded(msg_id, list(samples)), ingest_ns)])
 
     def observe_messages(self, messages: Iterable[tuple[Decoded, int]]) -> int:
-        """Record the samples of many messages; return how many samples there were."""
+        """Record the samples of many messages; return how many samples there were.
+
+        Samples are first folded per tag (newest source time wins), so the registry is
+        touched once per tag and batch rather than once per sample.
+        """
+        folded: dict[str, _Fold] = {}
         count = 0
+        for decoded, ingest_ns in messages:
+            msg_id = decoded.message_id
+            for sample in decoded.samples:
+                fold = folded.get(sample.tag_path)
+                if fold is None:
+                    folded[sample.tag_path] = _Fold(sample, ingest_ns, msg_id, ingest_ns)
+                else:
+                    fold.add(sample, ingest_ns, msg_id)
+            count += len(decoded.samples)
         with self._lock:
-            for decoded, ingest_ns in messages:
-                for sample in decoded.samples:
-                    self._observe_one(sample, ingest_ns, decoded.message_id)
-                count += len(decoded.samples)
+            for path, fold in folded.items():
+                self._apply(path, fold)
+            self._dirty.update(folded)
         return count
 
-    def _observe_one(self, sample: Sample, ingest_ns: int, msg_id: int) -> None:
-        state = self._tags.get(sample.tag_path)
-        self._dirty.add(sample.tag_path)
+    def _apply(self, path: str, fold: _Fold) -> None:
+        sample, state = fold.sample, self._tags.get(path)
+        gaps = fold.count  # intervals between samples this fold tells us about
         if state is None:
-            self._tags[sample.tag_path] = TagState(
-                sample.tag_path, data_type_of(sample.value), sample.unit, ingest_ns, ingest_ns,
-                1, None, sample.value, sample.ts_ns, ingest_ns, sample.quality, msg_id,
+            state = self._tags[path] = TagState(
+                path, data_type_of(sample.value), sample.unit, fold.first_ingest_ns,
+                fold.first_ingest_ns, 0, None, sample.value, sample.ts_ns, fold.ingest_ns,
+                sample.quality, fold.msg_id,
             )  # fmt: skip
-            return
-        interval = (ingest_ns - state.last_seen_ns) / NS_PER_S
-        state.interval_s = (
-            interval
-            if state.interval_s is None
-            else _EWMA * interval + (1 - _EWMA) * state.interval_s
-        )
-        state.last_seen_ns = ingest_ns
-        state.samples += 1
+            gaps -= 1
+        if gaps:
+            interval = (fold.last_ingest_ns - state.last_seen_ns) / NS_PER_S / gaps
+            previous = state.interval_s
+            state.interval_s = (
+                interval if previous is None else _EWMA * interval + (1 - _EWMA) * previous
+            )
+        state.last_seen_ns = fold.last_ingest_ns
+        state.samples += fold.count
         state.unit = sample.unit or state.unit
         if sample.ts_ns >= state.ts_ns:
             state.value, state.ts_ns, state.quality = sample.value, sample.ts_ns, sample.quality
-            state.ingest_ns, state.msg_id = ingest_ns, msg_id
+            state.ingest_ns, state.msg_id = fold.ingest_ns, fold.msg_id
 
     def get(self, path: str) -> TagState:
         """One tag, or NotFound."""
