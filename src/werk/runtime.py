@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werk.core.db import create_db_engine, create_schema, session_scope
 from werk.core.errors import BrokerUnavailable
 from werk.core.settings import Settings
+from werk.core.tuning import tune_gc
 from werk.historian import DuckDBRawStore, RawStore
 from werk.uns.broker import BrokerAddress, EmbeddedBroker, parse_broker_url, reachable
 from werk.uns.ingest import IngestPipeline
@@ -55,6 +56,7 @@ class Runtime:
         """Start every part; on failure stop what already started and re-raise."""
         if self.started:
             return
+        tune_gc()
         try:
             self._start_storage()
             self._start_broker()

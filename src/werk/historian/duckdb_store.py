@@ -141,8 +141,8 @@ class DuckDBRawStore:
         ids = self._tag_ids
         arrays = [
             pa.array([ids[t] for t in rows.tag], pa.int32()),
-            pa.array([ns // 1000 for ns in rows.ts_ns], pa.timestamp("us")),
-            pa.array([ns // 1000 for ns in rows.ingest_ns], pa.timestamp("us")),
+            _micros(rows.ts_ns),
+            _micros(rows.ingest_ns),
             pa.array(rows.value, pa.float64()),
             pa.array(rows.text, pa.string()),
             pa.array(rows.quality, pa.uint8()),
@@ -210,6 +210,11 @@ class DuckDBRawStore:
     def _query(self, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
         with _mapped_errors("query the historian"), self._cursor() as cur:
             return cur.execute(sql, params).fetchall()
+
+
+def _micros(stamps_ns: list[int]) -> pa.Array:
+    """Nanosecond stamps as a microsecond timestamp array (truncated, in Arrow's C code)."""
+    return pa.array(stamps_ns, pa.timestamp("ns")).cast(pa.timestamp("us"), safe=False)
 
 
 def _insert_raw(cur: duckdb.DuckDBPyConnection, incoming: pa.Table) -> None:

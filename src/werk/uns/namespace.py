@@ -69,13 +69,6 @@ class _Fold:
     def __post_init__(self) -> None:
         self.last_ingest_ns = self.first_ingest_ns
 
-    def add(self, sample: Sample, ingest_ns: int, msg_id: int) -> None:
-        """Count another sample; keep it if it is at least as new."""
-        self.count += 1
-        self.last_ingest_ns = ingest_ns
-        if sample.ts_ns >= self.sample.ts_ns:
-            self.sample, self.ingest_ns, self.msg_id = sample, ingest_ns, msg_id
-
 
 @dataclass(slots=True)
 class TreeNode:
@@ -137,8 +130,11 @@ class Namespace:
                 fold = folded.get(sample.tag_path)
                 if fold is None:
                     folded[sample.tag_path] = _Fold(sample, ingest_ns, msg_id, ingest_ns)
-                else:
-                    fold.add(sample, ingest_ns, msg_id)
+                    continue
+                fold.count += 1
+                fold.last_ingest_ns = ingest_ns
+                if sample.ts_ns >= fold.sample.ts_ns:
+                    fold.sample, fold.ingest_ns, fold.msg_id = sample, ingest_ns, msg_id
             count += len(decoded.samples)
         with self._lock:
             for path, fold in folded.items():
