@@ -99,18 +99,17 @@ def publish(port: int, topic: str, payload: bytes, *, v5: bool = False) -> None:
         c.loop_stop()
 
 
-@pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A real Mosquitto broker on a free port; yields the port."""
+def _run_mosquitto(directory: Path, *, persistent: bool) -> Iterator[int]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     require("mosquitto", Path(binary).exists())
     port = free_port()
-    conf = tmp_path_factory.mktemp("mosquitto") / "mosquitto.conf"
+    conf = directory / "mosquitto.conf"
+    persistence = f"persistence true\npersistence_location {directory}/\n" if persistent else ""
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}"
         "max_packet_size 5242880\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"
     )
-    log = (conf.parent / "mosquitto.log").open("wb")
+    log = (directory / "mosquitto.log").open("wb")
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log)
     try:
         wait_until(lambda: _listening(port), timeout=10)
@@ -119,6 +118,18 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         process.terminate()
         process.wait(10)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real Mosquitto broker on a free port; yields the port."""
+    yield from _run_mosquitto(tmp_path_factory.mktemp("mosquitto"), persistent=False)
+
+
+@pytest.fixture
+def mosquitto_persistent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A Mosquitto broker of one test's own, keeping sessions of disconnected clients."""
+    yield from _run_mosquitto(tmp_path_factory.mktemp("mosquitto"), persistent=True)
 
 
 def _listening(port: int) -> bool:

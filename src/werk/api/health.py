@@ -22,6 +22,7 @@ class IngestHealth(BaseModel):
     rejected: int
     duplicates: int
     overflowed: int
+    replayed: int
     queue_depth: int
     write_errors: int
     last_error: str | None
@@ -55,6 +56,7 @@ def health(request: Request) -> Health:
         rejected=stats.rejected,
         duplicates=stats.duplicates,
         overflowed=stats.overflowed,
+        replayed=stats.replayed,
         write_errors=stats.write_errors,
         last_error=stats.last_error,
     )
