@@ -22,6 +22,7 @@ _SCHEMA: Final = (
         tag_id INTEGER PRIMARY KEY,
         path VARCHAR NOT NULL UNIQUE
     )""",
+    "ALTER TABLE tags ADD COLUMN IF NOT EXISTS boolean BOOLEAN DEFAULT false",
     """CREATE TABLE IF NOT EXISTS raw (
         tag_id INTEGER NOT NULL,
         ts TIMESTAMP NOT NULL,
@@ -53,6 +54,7 @@ class DuckDBRawStore:
         self._path = path
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._tag_ids: dict[str, int] = {}
+        self._boolean: set[str] = set()
         self._write_lock = threading.Lock()
         self._writer: duckdb.DuckDBPyConnection | None = None
 
@@ -65,8 +67,9 @@ class DuckDBRawStore:
             self._conn = duckdb.connect(target)
             for statement in _SCHEMA:
                 self._conn.execute(statement)
-            rows = self._conn.execute("SELECT path, tag_id FROM tags").fetchall()
-        self._tag_ids = dict(rows)
+            rows = self._conn.execute("SELECT path, tag_id, boolean FROM tags").fetchall()
+        self._tag_ids = {path: tag_id for path, tag_id, _ in rows}
+        self._boolean = {path for path, _, boolean in rows if boolean}
         _LOGGER.info("historian open at %s with %d tags", target, len(self._tag_ids))
 
     def close(self) -> None:
@@ -105,13 +108,14 @@ class DuckDBRawStore:
                 return len(rows)
             cur.execute("BEGIN TRANSACTION")
             try:
-                new_tags = self._register_tags(cur, rows.tag)
+                new_tags = self._register_tags(cur, rows)
                 _insert_raw(cur, self._arrow(rows))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 for tag in new_tags:
                     self._tag_ids.pop(tag, None)
+                    self._boolean.discard(tag)
                 raise
         return len(rows)
 
@@ -121,16 +125,22 @@ class DuckDBRawStore:
             self._writer = self._db.cursor()
         return self._writer
 
-    def _register_tags(self, cur: duckdb.DuckDBPyConnection, tags: list[str]) -> list[str]:
+    def _register_tags(self, cur: duckdb.DuckDBPyConnection, rows: RawColumns) -> list[str]:
         known = self._tag_ids
-        new = [t for t in dict.fromkeys(tags) if t not in known]
+        new = [t for t in dict.fromkeys(rows.tag) if t not in known]
         if not new:
             return []
         first = len(known) + 1
         for offset, tag in enumerate(new):
             known[tag] = first + offset
+        booleans = [t in rows.boolean_tags for t in new]
+        self._boolean.update(t for t, b in zip(new, booleans, strict=True) if b)
         table = pa.table(
-            {"tag_id": pa.array(range(first, first + len(new)), pa.int32()), "path": new}
+            {
+                "tag_id": pa.array(range(first, first + len(new)), pa.int32()),
+                "path": new,
+                "boolean": pa.array(booleans, pa.bool_()),
+            }
         )
         cur.register("new_tags", table)
         cur.execute("INSERT INTO tags SELECT * FROM new_tags")
@@ -163,7 +173,7 @@ class DuckDBRawStore:
             f"ORDER BY ts {'DESC' if newest else 'ASC'} LIMIT ?"
         )
         params = [tag_id, start_ns // 1000, end_ns // 1000, limit]
-        points = [_point(row) for row in self._query(sql, params)]
+        points = [_point(row, tag in self._boolean) for row in self._query(sql, params)]
         return points[::-1] if newest else points
 
     def buckets(self, tag: str, start_ns: int, end_ns: int, bucket_ns: int) -> list[Bucket]:
@@ -192,7 +202,8 @@ class DuckDBRawStore:
             WHERE list_contains(?, tag_id)
             QUALIFY row_number() OVER (PARTITION BY tag_id ORDER BY ts DESC) = 1
         """
-        return [TagLast(row[0], _point(row[1:])) for row in self._query(sql, [ids])]
+        rows = self._query(sql, [ids])
+        return [TagLast(row[0], _point(row[1:], row[0] in self._boolean)) for row in rows]
 
     def recent_message_ids(self, since_ingest_ns: int) -> set[int]:
         """Message ids ingested since the given time."""
@@ -222,11 +233,10 @@ def _insert_raw(cur: duckdb.DuckDBPyConnection, incoming: pa.Table) -> None:
     cur.execute("INSERT INTO raw SELECT * FROM incoming")
 
 
-def _point(row: tuple[Any, ...]) -> Point:
+def _point(row: tuple[Any, ...], boolean: bool) -> Point:
     ts_us, ingest_us, value, text, quality, msg_id = row
-    return Point(
-        ts_us * 1000, ingest_us * 1000, text if text is not None else value, quality, msg_id
-    )
+    typed = text if text is not None else bool(value) if boolean and value is not None else value
+    return Point(ts_us * 1000, ingest_us * 1000, typed, quality, msg_id)
 
 
 def _bucket(row: tuple[Any, ...]) -> Bucket:

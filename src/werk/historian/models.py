@@ -29,8 +29,8 @@ AGGREGATES: Final = tuple(Aggregate)
 class RawColumns:
     """A batch of raw samples in column form, as the writer appends them.
 
-    `value` holds numbers and booleans (as 0/1); `text` holds string values; exactly one
-    of the two is set per row.
+    `value` holds numbers and booleans (as 0/1, remembered per tag in `boolean_tags`);
+    `text` holds string values; exactly one of the two is set per row.
     """
 
     tag: list[str] = field(default_factory=list)
@@ -40,6 +40,7 @@ class RawColumns:
     text: list[str | None] = field(default_factory=list)
     quality: list[int] = field(default_factory=list)
     msg_id: list[int] = field(default_factory=list)
+    boolean_tags: set[str] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.tag)
@@ -57,6 +58,8 @@ class RawColumns:
         self.tag.append(tag)
         self.ts_ns.append(ts_ns)
         self.ingest_ns.append(ingest_ns)
+        if type(value) is bool:
+            self.boolean_tags.add(tag)
         if isinstance(value, str):
             self.value.append(None)
             self.text.append(value)
@@ -76,6 +79,9 @@ class RawColumns:
         self.ts_ns.extend(stamps)
         self.ingest_ns.extend([ingest_ns] * count)
         self.value.extend([None if type(v) is str else float(v) for v in values])
+        if bool in map(type, values):
+            flags = zip(tags, values, strict=True)
+            self.boolean_tags.update(t for t, v in flags if type(v) is bool)
         self.text.extend([v if type(v) is str else None for v in values])
         self.quality.extend(qualities)
         self.msg_id.extend([msg_id] * count)
@@ -87,7 +93,7 @@ class Point:
 
     ts_ns: int
     ingest_ns: int
-    value: float | str | None
+    value: bool | float | str | None
     quality: int
     msg_id: int
 

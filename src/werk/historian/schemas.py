@@ -12,7 +12,7 @@ class PointRead(BaseModel):
 
     ts: datetime = Field(description="source timestamp")
     ingest_ts: datetime
-    value: float | str | None = Field(description="numbers and booleans (as 0/1), or text")
+    value: bool | float | str | None = Field(description="the stored value, typed as published")
     quality: str
     message_id: str
 

@@ -96,3 +96,20 @@ def test_newest_keeps_the_end_of_the_range(store: DuckDBRawStore) -> None:
     store.write(_rows([float(i) for i in range(10)]))
     points = store.points(TAG, T0, T0 + 3600 * NS_PER_S, 3, newest=True)
     assert [p.value for p in points] == [7.0, 8.0, 9.0]
+
+
+def test_booleans_come_back_as_booleans_even_after_a_reopen(tmp_path: Path) -> None:
+    store = DuckDBRawStore(tmp_path / "h.duckdb")
+    store.open()
+    rows = RawColumns()
+    rows.extend([(TAG + "b", T0, True, 0, None), (TAG, T0, 1, 0, None)], T0, 1)
+    store.write(rows)
+    store.close()
+    again = DuckDBRawStore(tmp_path / "h.duckdb")
+    again.open()
+    (flag,) = again.points(TAG + "b", T0, T0 + NS_PER_S, 10)
+    (number,) = again.points(TAG, T0, T0 + NS_PER_S, 10)
+    assert flag.value is True
+    assert number.value == 1.0 and type(number.value) is float
+    assert again.last([TAG + "b"])[0].point.value is True
+    assert again.buckets(TAG + "b", T0, T0 + NS_PER_S, NS_PER_S)[0].avg == 1.0
