@@ -62,7 +62,7 @@ class IngestBenchConfig:
     """How much load each phase gets, and how long anything may wait."""
 
     messages: int = 200_000
-    batch_messages: int = 5_000
+    batch_messages: int = 20_000
     latency_seconds: float = 10.0
     probe_hz: float = 50.0
     poll_interval_s: float = 0.005

@@ -25,7 +25,7 @@ def ingest(
     ] = None,
     batch_messages: Annotated[
         int | None,
-        typer.Option("--batch-messages", min=1, help="100-tag batch messages [5000; quick 200]"),
+        typer.Option("--batch-messages", min=1, help="100-tag batch messages [20000; quick 200]"),
     ] = None,
     latency_seconds: Annotated[
         float | None,
