@@ -18,6 +18,7 @@ from werk.uns.broker import BrokerAddress, EmbeddedBroker, parse_broker_url, rea
 from werk.uns.ingest import IngestPipeline
 from werk.uns.mqtt import Publisher
 from werk.uns.namespace import Namespace
+from werk.uns.topics import check_root
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Runtime:
         self._stack.append(self.broker.stop)
 
     def _start_ingest(self) -> None:
+        check_root(self.settings.uns_root)
         if self.address is None or self.store is None or self.sessions is None:
             raise RuntimeError("storage and broker must start before ingest")
         self.pipeline = IngestPipeline(

@@ -12,9 +12,9 @@ ids make replays of already stored messages no-ops.
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
+from collections import deque
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -55,8 +55,7 @@ class IngestPipeline:
     ) -> None:
         self._settings = settings
         self._address = address
-        self._queue: queue.Queue[_Delivery] = queue.Queue(maxsize=settings.ingest_queue_size)
-        self._overflow: queue.Queue[_Delivery] = queue.Queue(maxsize=settings.ingest_queue_size)
+        self._inbox = _Inbox(settings.ingest_queue_size, settings.ingest_overflow)
         self._spool = Spool(
             settings.data_dir / "spool",
             segment_bytes=settings.ingest_spool_segment_bytes,
@@ -88,7 +87,7 @@ class IngestPipeline:
     @property
     def queue_depth(self) -> int:
         """Messages received but not yet written to the historian."""
-        return self._queue.qsize() + self._overflow.qsize() + self._writer.depth
+        return len(self._inbox) + self._writer.depth
 
     @property
     def running(self) -> bool:
@@ -148,38 +147,14 @@ class IngestPipeline:
             topic = msg._topic.decode("utf-8", "backslashreplace")  # kept for the record
         delivery = _Delivery(Received(topic, bytes(msg.payload), now_ns()), msg.mid, msg.qos)
         self.stats.received += 1
-        if self._settings.ingest_overflow is OverflowPolicy.BLOCK:
-            self._queue.put(delivery)
-            return
-        try:
-            self._queue.put_nowait(delivery)
-        except queue.Full:
+        if self._inbox.put(delivery):
             self.stats.overflowed += 1
-            delivery.message = delivery.message._replace(overflowed=True)
-            self._overflow.put(delivery)
 
     def _spool_loop(self) -> None:
-        while self._running.is_set() or self._queue.qsize() or self._overflow.qsize():
-            deliveries = self._drain()
+        while self._running.is_set() or len(self._inbox):
+            deliveries = self._inbox.take(self._settings.ingest_batch_size, timeout_s=0.2)
             if deliveries:
                 self._spool_and_ack(deliveries)
-
-    def _drain(self) -> list[_Delivery]:
-        """Everything waiting right now, up to a batch; no lingering (the writer lingers)."""
-        limit = self._settings.ingest_batch_size
-        items: list[_Delivery] = []
-        while not self._overflow.empty() and len(items) < limit:
-            items.append(self._overflow.get_nowait())
-        try:
-            items.append(self._queue.get(timeout=0.2))
-        except queue.Empty:
-            return items
-        while len(items) < limit:
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return items
 
     def _spool_and_ack(self, deliveries: list[_Delivery]) -> None:
         records = [_record(d.message) for d in deliveries]
@@ -201,6 +176,49 @@ class IngestPipeline:
                 _LOGGER.error("cannot spool %d messages, retrying: %s", len(records), exc)
                 self._running.wait(delay)
                 delay = min(delay * 2, 10.0)
+
+
+class _Inbox:
+    """The bounded, ordered queue between the network thread and the spooler.
+
+    Order matters: acknowledgements must go out in the order messages arrived. Under
+    `block` a full inbox makes the network thread wait (back-pressure to the broker).
+    Under `quarantine` a message that finds it full is still queued, in order, but
+    flagged for quarantine; only past twice the size does the network thread wait.
+    """
+
+    def __init__(self, size: int, policy: OverflowPolicy) -> None:
+        self._size = size
+        self._policy = policy
+        self._items: deque[_Delivery] = deque()
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, delivery: _Delivery) -> bool:
+        """Queue a delivery; return whether it overflowed (and was flagged)."""
+        overflow = self._policy is OverflowPolicy.QUARANTINE
+        hard_limit = 2 * self._size if overflow else self._size
+        with self._cond:
+            while len(self._items) >= hard_limit:
+                self._cond.wait()
+            flagged = overflow and len(self._items) >= self._size
+            if flagged:
+                delivery.message = delivery.message._replace(overflowed=True)
+            self._items.append(delivery)
+            self._cond.notify_all()
+        return flagged
+
+    def take(self, limit: int, timeout_s: float) -> list[_Delivery]:
+        """Everything waiting, oldest first, up to `limit`; wait a little if empty."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout_s)
+            count = min(limit, len(self._items))
+            taken = [self._items.popleft() for _ in range(count)]
+            self._cond.notify_all()
+        return taken
 
 
 def _record(message: Received) -> SpoolRecord:

@@ -27,8 +27,7 @@ MAX_SEGMENT_CHARS: Final = 64
 MAX_TOPIC_BYTES: Final = 1024
 DEFAULT_ROOT: Final = "uns/v1"
 
-_SEGMENT = re.compile(r"[^\W_][\w.\-~]*\Z")
-_TAG = re.compile(r"[^\W_][\w.\-~]*\Z")
+_NAME = re.compile(r"[^\W_][\w.\-~]*\Z")
 _ROOT_SEGMENT = re.compile(r"[\w.\-]+\Z")
 
 
@@ -128,28 +127,24 @@ class UnsTopic:
 
 def check_segment(segment: str) -> str:
     """Validate one level name; return it unchanged."""
-    _check_text(segment, what="level name")
-    if not _SEGMENT.match(segment):
-        raise TopicError(
-            f"level name {segment!r} must start with a letter or digit and contain only "
-            "letters, digits, '.', '-', '_' or '~'",
-            code="bad_segment",
-            segment=segment,
-        )
-    return segment
+    return _check_name(segment, what="level name", code="bad_segment")
 
 
 def check_tag(tag: str) -> str:
     """Validate a tag name (one segment; dots group related tags)."""
-    _check_text(tag, what="tag name")
-    if not _TAG.match(tag):
+    return _check_name(tag, what="tag name", code="bad_tag")
+
+
+def _check_name(name: str, *, what: str, code: str) -> str:
+    _check_text(name, what=what)
+    if not _NAME.match(name):
         raise TopicError(
-            f"tag name {tag!r} must start with a letter or digit and contain only "
+            f"{what} {name!r} must start with a letter or digit and contain only "
             "letters, digits, '.', '-', '_' or '~'",
-            code="bad_tag",
-            tag=tag,
+            code=code,
+            name=name,
         )
-    return tag
+    return name
 
 
 def check_root(root: str) -> str:

@@ -161,3 +161,32 @@ def test_last_values_survive_a_restart(tmp_path) -> None:  # type: ignore[no-unt
         tag = _tag(client, f"{NODE}/kept")
         assert tag is not None and tag["value"] == 3.5
         assert len(client.get(f"/api/v1/history/{NODE}/kept").json()["points"]) == 1
+
+
+def test_quarantine_overflow_policy_keeps_every_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path / "data", ingest_queue_size=1, ingest_overflow="quarantine")
+    with TestClient(create_app(Runtime(settings), web=False)) as client:
+        c = __import__("tests.conftest", fromlist=["mqtt_client"]).mqtt_client(settings.mqtt_port)
+        infos = [
+            c.publish(f"{TOPIC}/_value/burst", orjson.dumps({"value": i, "id": f"b{i}"}), qos=1)
+            for i in range(2000)
+        ]
+        for info in infos:
+            info.wait_for_publish(10)
+        c.disconnect()
+        c.loop_stop()
+
+        def settled() -> dict[str, Any] | None:
+            ingest = client.get("/api/v1/health").json()["ingest"]
+            return ingest if ingest["accepted"] + ingest["rejected"] == 2000 else None
+
+        ingest = wait_until(settled, timeout=30)
+        assert ingest["overflowed"] == ingest["rejected"]
+        page = client.get(
+            "/api/v1/quarantine", params={"reason": "queue_overflow", "limit": 1}
+        ).json()
+        assert page["total"] == ingest["overflowed"]
+        stored = client.get(f"/api/v1/history/{NODE}/burst", params={"limit": 5000}).json()[
+            "points"
+        ]
+        assert len(stored) == ingest["accepted"]
