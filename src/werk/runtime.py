@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from werk.core.db import create_db_engine, create_schema, session_scope
+from werk.core.db import create_db_engine, session_scope, upgrade_schema
 from werk.core.errors import BrokerUnavailable
 from werk.core.settings import Settings
 from werk.core.tuning import tune_gc
@@ -72,7 +72,7 @@ class Runtime:
     def _start_storage(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = create_db_engine(self.settings.relational_url)
-        create_schema(self.engine)
+        upgrade_schema(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         with session_scope(self.sessions) as session:
             self.namespace.load(session=session)

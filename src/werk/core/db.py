@@ -6,9 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from werk.core.errors import StorageUnavailable
 
 
 class Base(DeclarativeBase):
@@ -34,9 +39,22 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table known to the ORM metadata that does not exist yet."""
-    Base.metadata.create_all(engine)
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration pointing at werk's migrations package."""
+    config = Config()
+    # The migrations package sits beside the contexts whose models it migrates.
+    config.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the relational schema to the newest migration."""
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "head")
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(f"cannot migrate the relational store: {exc}") from exc
 
 
 @contextmanager
