@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.clock import NS_PER_S
 from werk.core.errors import NotFound, PayloadError
@@ -201,15 +201,15 @@ class Namespace:
         with self._lock:
             self._tags = {r.path: _state_from_record(r) for r in records}
 
-    def flush(self, *, session: Session) -> int:
-        """Upsert the tags changed since the last flush (the caller commits)."""
+    def persist(self, sessions: sessionmaker[Session]) -> int:
+        """Upsert and commit the tags changed since the last time; on failure keep them."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             rows = [_record_values(self._tags[p]) for p in dirty]
         try:
             if rows:
-                session.execute(_upsert_statement(session), rows)
-                session.flush()
+                with sessions.begin() as session:
+                    session.execute(_upsert_statement(session), rows)
         except BaseException:
             with self._lock:
                 self._dirty |= dirty

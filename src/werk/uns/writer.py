@@ -284,8 +284,7 @@ class HistorianWriter:
     def _flush_namespace(self) -> None:
         self._last_flush = time.monotonic()
         try:
-            with self._sessions.begin() as session:
-                self._namespace.flush(session=session)
+            self._namespace.persist(self._sessions)
         except Exception as exc:
             _LOGGER.warning("could not persist the namespace registry, will retry: %s", exc)
 
