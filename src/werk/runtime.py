@@ -105,8 +105,8 @@ class Runtime:
             namespace=self.namespace,
             sessions=self.sessions,
         )
+        self._stack.append(self.pipeline.stop)  # also cleans up a start that failed half-way
         self.pipeline.start()
-        self._stack.append(self.pipeline.stop)
         self.publisher = Publisher(self.address, role="api")
         self.publisher.start()
         self._stack.append(self.publisher.stop)

@@ -62,7 +62,7 @@ QualityName = Literal["good", "uncertain", "bad", "stale"]
 # Strict: in lax mode 0, 1, 0.0 and 1.0 would validate as booleans.
 Scalar = (
     StrictBool
-    | StrictInt
+    | Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
     | StrictFloat
     | Annotated[StrictStr, StringConstraints(max_length=MAX_TEXT_CHARS)]
 )
@@ -225,7 +225,9 @@ def _error_code(exc: PydanticValidationError) -> str:
     return "contract"
 
 
-_UNION_BRANCHES: Final = frozenset({"bool", "int", "float", "str", "constrained-str", "SampleV1"})
+_UNION_BRANCHES: Final = frozenset(
+    {"bool", "int", "constrained-int", "float", "str", "constrained-str", "SampleV1"}
+)
 
 
 def _explain(exc: PydanticValidationError) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -26,7 +27,7 @@ from werk.historian import RawStore
 from werk.uns.broker import BrokerAddress
 from werk.uns.mqtt import connect, disconnect, make_client
 from werk.uns.namespace import Namespace
-from werk.uns.spool import FLAG_OVERFLOW, Spool, SpoolRecord
+from werk.uns.spool import FLAG_OVERFLOW, Position, Spool, SpoolRecord, record_size
 from werk.uns.writer import Chunk, HistorianWriter, IngestStats, Listener, Received
 
 _LOGGER = logging.getLogger(__name__)
@@ -91,15 +92,14 @@ class IngestPipeline:
 
     @property
     def running(self) -> bool:
-        """Whether the pipeline is running."""
-        return self._running.is_set()
+        """Whether the pipeline is running, its writer included."""
+        return self._running.is_set() and self._writer.alive
 
     def start(self) -> None:
         """Replay the spool, start spooler and writer, subscribe."""
-        pending = self._spool.open()
-        self._writer.start()
-        if pending:
-            self._replay(pending)
+        self._spool.open()
+        self._writer.start(oldest_pending_ns=self._spool.oldest_pending_ns())
+        self._replay()
         self._running.set()
         self._spooler = threading.Thread(target=self._spool_loop, name="werk-spool", daemon=True)
         self._spooler.start()
@@ -107,26 +107,51 @@ class IngestPipeline:
         self._client = make_client(self._address, cid, manual_ack=True, persistent=True)
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
-        connect(self._client, self._address, persistent=True)
+        # With manual acks the broker may not send more unacknowledged messages than the
+        # inbox holds, so the network thread never waits for room (and keeps pinging).
+        receive_maximum = min(self._settings.ingest_queue_size, 65_535)
+        connect(self._client, self._address, persistent=True, receive_maximum=receive_maximum)
         self._client.on_connect = self._on_reconnect
         self._subscribe(self._client)
         _LOGGER.info("ingest subscribed to %s on %s", self.subscription, self._address.url)
 
     def stop(self) -> None:
-        """Disconnect, spool what was received, write what was spooled."""
-        if self._client is not None:
-            disconnect(self._client)
+        """Stop in an order that loses nothing and leaves no thread waiting.
+
+        Unsubscribe; let the spooler spool and acknowledge what arrived (for a while);
+        stop the writer from waiting on storage; then disconnect, so the acks are sent
+        before the DISCONNECT; the writer stores what it can, the spool keeps the rest.
+        """
+        client = self._client
+        if client is not None and client.is_connected():
+            client.unsubscribe(self.subscription)
+            self._inbox.wait_empty(timeout_s=10.0)
+        self._writer.begin_stop()
         self._running.clear()
+        self._inbox.close()
         if self._spooler is not None:
             self._spooler.join(timeout=30)
+        if client is not None:
+            disconnect(client)
         self._writer.stop()
         self._spool.close()
 
-    def _replay(self, records: list[SpoolRecord]) -> None:
-        messages = [_received(r) for r in records]
-        self.stats.replayed += len(messages)
-        size = sum(len(r.payload) for r in records)
-        self._writer.submit(Chunk(messages, self._spool.position, size))
+    def _replay(self) -> None:
+        """Hand the spool's pending records to the writer in batch-sized chunks."""
+        chunk: list[Received] = []
+        size = 0
+        for record, end in self._spool.pending():
+            chunk.append(_received(record))
+            size += record_size(record)
+            if len(chunk) >= self._settings.ingest_batch_size:
+                self._writer.submit(Chunk(chunk, end, size))
+                self.stats.replayed += len(chunk)
+                chunk, size = [], 0
+        if chunk:
+            self._writer.submit(Chunk(chunk, end, size))
+            self.stats.replayed += len(chunk)
+        if self.stats.replayed:
+            _LOGGER.info("replaying %d spooled messages", self.stats.replayed)
 
     def _subscribe(self, client: paho.Client) -> None:
         client.subscribe(self.subscription, qos=1)
@@ -159,23 +184,35 @@ class IngestPipeline:
     def _spool_and_ack(self, deliveries: list[_Delivery]) -> None:
         records = [_record(d.message) for d in deliveries]
         end = self._append_until_it_lands(records)
+        if end is None:
+            return  # stopping: not spooled, not acknowledged; the broker delivers again
         client = self._client
         if client is not None:
             for d in deliveries:
                 if d.qos > 0:
                     client.ack(d.mid, d.qos)
-        size = sum(len(r.payload) for r in records)
+        size = sum(record_size(r) for r in records)
         self._writer.submit(Chunk([d.message for d in deliveries], end, size))
 
-    def _append_until_it_lands(self, records: list[SpoolRecord]) -> Any:
+    def _append_until_it_lands(self, records: list[SpoolRecord]) -> Position | None:
+        """Append with back-off until it works; None if werk stops first."""
         delay = 0.1
+        failing = False
         while True:
             try:
-                return self._spool.append(records)
-            except Exception as exc:  # nothing is acked until it lands
-                _LOGGER.error("cannot spool %d messages, retrying: %s", len(records), exc)
-                self._running.wait(delay)
+                end = self._spool.append(records)
+            except Exception as exc:  # nothing is acknowledged until it lands
+                if not failing:
+                    _LOGGER.error("cannot spool messages, retrying: %s", exc)
+                    failing = True
+                if not self._running.is_set():
+                    return None
+                time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+                continue
+            if failing:
+                _LOGGER.info("spooling recovered")
+            return end
 
 
 class _Inbox:
@@ -192,23 +229,47 @@ class _Inbox:
         self._policy = policy
         self._items: deque[_Delivery] = deque()
         self._cond = threading.Condition()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, delivery: _Delivery) -> bool:
-        """Queue a delivery; return whether it overflowed (and was flagged)."""
+        """Queue a delivery; return whether it overflowed (and was flagged).
+
+        After `close` a delivery is not queued: it was not acknowledged, so the broker
+        delivers it again (QoS 1/2) after the next start.
+        """
         overflow = self._policy is OverflowPolicy.QUARANTINE
         hard_limit = 2 * self._size if overflow else self._size
         with self._cond:
-            while len(self._items) >= hard_limit:
-                self._cond.wait()
+            while len(self._items) >= hard_limit and not self._closed:
+                self._cond.wait(0.5)
+            if self._closed:
+                return False
             flagged = overflow and len(self._items) >= self._size
             if flagged:
                 delivery.message = delivery.message._replace(overflowed=True)
             self._items.append(delivery)
             self._cond.notify_all()
         return flagged
+
+    def close(self) -> None:
+        """Refuse further deliveries and wake a waiting network thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_empty(self, timeout_s: float) -> bool:
+        """Wait until the spooler has taken everything; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._items:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
 
     def take(self, limit: int, timeout_s: float) -> list[_Delivery]:
         """Everything waiting, oldest first, up to `limit`; wait a little if empty."""

@@ -47,7 +47,12 @@ def make_client(
 
 
 def connect(
-    client: paho.Client, address: BrokerAddress, *, persistent: bool = False, timeout_s: float = 10
+    client: paho.Client,
+    address: BrokerAddress,
+    *,
+    persistent: bool = False,
+    receive_maximum: int | None = None,
+    timeout_s: float = 10,
 ) -> None:
     """Connect and start the network thread; raise BrokerUnavailable if not up in time."""
     connected = threading.Event()
@@ -63,6 +68,8 @@ def connect(
     if address.mqtt5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
+        if receive_maximum is not None:
+            properties.ReceiveMaximum = receive_maximum
     try:
         client.connect(
             address.host, address.port, keepalive=KEEPALIVE_S,

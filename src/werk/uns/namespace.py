@@ -100,17 +100,29 @@ class Namespace:
     def __len__(self) -> int:
         return len(self._tags)
 
-    def check_types(self, samples: Iterable[Sample]) -> None:
-        """Raise `PayloadError` if a sample would change the data type of a known tag."""
+    def check_types(self, samples: Iterable[Sample], pending: dict[str, str]) -> None:
+        """Raise `PayloadError` if a sample would change the data type of a tag.
+
+        `pending` holds the types of tags accepted earlier in the same batch, which the
+        registry does not know yet.
+        """
         tags, types = self._tags, _DATA_TYPES
         for sample in samples:
             state = tags.get(sample.tag_path)
-            if state is not None and state.data_type != types[type(sample.value)]:
+            known = state.data_type if state is not None else pending.get(sample.tag_path)
+            if known is not None and known != types[type(sample.value)]:
                 raise PayloadError(
-                    f"tag {sample.tag_path!r} is {state.data_type}, "
+                    f"tag {sample.tag_path!r} is {known}, "
                     f"got {data_type_of(sample.value)} {sample.value!r}",
                     code="type_changed",
                 )
+
+    def note_types(self, samples: Iterable[Sample], pending: dict[str, str]) -> None:
+        """Remember the types of tags the registry does not know yet (see `check_types`)."""
+        tags, types = self._tags, _DATA_TYPES
+        for sample in samples:
+            if sample.tag_path not in tags:
+                pending.setdefault(sample.tag_path, types[type(sample.value)])
 
     def observe(self, samples: Iterable[Sample], ingest_ns: int, msg_id: int) -> None:
         """Record the samples of one message."""

@@ -65,20 +65,33 @@ class Spool:
         self._file: BinaryIO | None = None
         self._segment = 0
         self._offset = 0
+        self._checkpoint = Position(0, 0)
 
-    def open(self) -> list[SpoolRecord]:
-        """Open the spool; return the records after the checkpoint, oldest first."""
+    def open(self) -> None:
+        """Open the spool; new records go to a fresh segment after every existing one."""
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
-            checkpoint = self._read_checkpoint()
-            pending = list(self._replay(checkpoint))
-            self._segment = max(self._segments(), default=checkpoint.segment) + 1
+            self._checkpoint = self._read_checkpoint()
+            self._segment = max(self._segments(), default=self._checkpoint.segment) + 1
             self._open_segment()
         except OSError as exc:
             raise StorageUnavailable(f"cannot open the ingest spool in {self._dir}: {exc}") from exc
-        if pending:
-            _LOGGER.info("replaying %d spooled messages not yet in the historian", len(pending))
-        return pending
+
+    def pending(self) -> Iterator[tuple[SpoolRecord, Position]]:
+        """Records after the checkpoint, oldest first, each with the position after it.
+
+        Streams one segment at a time, so a large backlog is not held in memory at once.
+        """
+        for number in self._segments():
+            if number < self._checkpoint.segment or number >= self._segment:
+                continue
+            start = self._checkpoint.offset if number == self._checkpoint.segment else 0
+            yield from _read_segment(self._path(number), number, start)
+
+    def oldest_pending_ns(self) -> int | None:
+        """Receive time of the oldest record after the checkpoint, if any."""
+        first = next(self.pending(), None)
+        return None if first is None else first[0].received_ns
 
     def close(self) -> None:
         """Close the current segment."""
@@ -148,13 +161,6 @@ class Spool:
             _LOGGER.warning("spool checkpoint unreadable; replaying the whole spool")
             return Position(0, 0)
 
-    def _replay(self, checkpoint: Position) -> Iterator[SpoolRecord]:
-        for number in self._segments():
-            if number < checkpoint.segment:
-                continue
-            start = checkpoint.offset if number == checkpoint.segment else 0
-            yield from _read_segment(self._path(number), start)
-
 
 def _encode(record: SpoolRecord) -> bytes:
     topic = record.topic.encode("utf-8", "surrogateescape")
@@ -163,7 +169,12 @@ def _encode(record: SpoolRecord) -> bytes:
     return header + topic + record.payload
 
 
-def _read_segment(path: Path, start: int) -> Iterator[SpoolRecord]:
+def record_size(record: SpoolRecord) -> int:
+    """Bytes a record takes in the spool."""
+    return _HEADER.size + len(record.topic) + len(record.payload)
+
+
+def _read_segment(path: Path, number: int, start: int) -> Iterator[tuple[SpoolRecord, Position]]:
     data = path.read_bytes()
     offset = start
     while offset + _HEADER.size <= len(data):
@@ -176,5 +187,6 @@ def _read_segment(path: Path, start: int) -> Iterator[SpoolRecord]:
                 "spool segment %s is torn at byte %d; the rest is cut off", path, offset
             )
             break
-        yield SpoolRecord(topic.decode("utf-8", "surrogateescape"), payload, received_ns, flags)
+        record = SpoolRecord(topic.decode("utf-8", "surrogateescape"), payload, received_ns, flags)
         offset = end
+        yield record, Position(number, end)

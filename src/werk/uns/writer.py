@@ -98,6 +98,7 @@ class _Batch:
         self.rows = RawColumns()
         self.accepted: list[tuple[Decoded, int]] = []
         self.rejected: list[Rejected] = []
+        self.types: dict[str, str] = {}
 
 
 class HistorianWriter:
@@ -135,20 +136,35 @@ class HistorianWriter:
         with self._cond:
             return sum(len(c.messages) for c in self._chunks)
 
-    def start(self) -> None:
-        """Remember recent message ids and start the writer thread."""
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, *, oldest_pending_ns: int | None = None) -> None:
+        """Remember the ids of messages that may come again, and start the writer thread.
+
+        That is every message received within the dedupe window, and also everything
+        since the oldest message still waiting in the spool, however old.
+        """
         since = now_ns() - self._settings.ingest_dedupe_window_s * NS_PER_S
+        if oldest_pending_ns is not None:
+            since = min(since, oldest_pending_ns)
         for msg_id in self._store.recent_message_ids(since):
             self._seen.add(msg_id, now_ns())
         self._running = True
         self._thread = threading.Thread(target=self._work, name="werk-writer", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Write what is pending, then stop."""
+    def begin_stop(self) -> None:
+        """Stop waiting: `submit` no longer blocks, failing writes are not retried."""
         with self._cond:
             self._running = False
             self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Write what is pending (as far as storage allows), then stop."""
+        self.begin_stop()
         if self._thread is not None:
             self._thread.join(timeout=60)
         self._flush_namespace()
@@ -167,10 +183,19 @@ class HistorianWriter:
         while True:
             chunks = self._take()
             if chunks:
-                self._process(chunks)
+                self._process_safely(chunks)
             elif not self._running:
                 return
             self._maybe_flush_namespace()
+
+    def _process_safely(self, chunks: list[Chunk]) -> None:
+        """Process a batch; an unexpected error is logged and never ends the thread."""
+        try:
+            self._process(chunks)
+        except Exception as exc:  # the spool still holds the batch
+            _LOGGER.exception("ingest writer failed on a batch; it stays in the spool")
+            self.stats.last_error = f"writer: {exc}"
+            time.sleep(0.5)
 
     def _take(self) -> list[Chunk]:
         """Wait for work, linger briefly for more, and take up to a batch of messages."""
@@ -200,9 +225,10 @@ class HistorianWriter:
         for chunk in chunks:
             for message in chunk.messages:
                 self._classify(message, batch)
-        self._persist(batch)
+        if not self._persist(batch):
+            return  # stopping while storage is down: the spool replays it next start
         self._namespace_update(batch)
-        self._commit(chunks[-1].end)
+        self._checkpoint(chunks[-1].end)
         with self._cond:
             self._pending_bytes -= sum(c.size for c in chunks)
             self._cond.notify_all()
@@ -213,7 +239,7 @@ class HistorianWriter:
             batch.rejected.append(_rejected(message, "queue_overflow", _OVERFLOW_DETAIL))
             return
         try:
-            decoded = self._decode(message)
+            decoded = self._decode(message, batch.types)
         except WerkError as exc:
             batch.rejected.append(_rejected(message, exc.code, exc.message))
             return
@@ -223,8 +249,9 @@ class HistorianWriter:
         self._seen.add(decoded.message_id, message.received_ns)
         batch.accepted.append((decoded, message.received_ns))
         batch.rows.extend(decoded.samples, message.received_ns, decoded.message_id)
+        self._namespace.note_types(decoded.samples, batch.types)
 
-    def _decode(self, message: Received) -> Decoded:
+    def _decode(self, message: Received, batch_types: dict[str, str]) -> Decoded:
         size, limit = len(message.payload), self._settings.ingest_max_payload
         if size > limit:
             raise PayloadError(
@@ -232,7 +259,7 @@ class HistorianWriter:
                 code="too_large",
             )
         decoded = decode(self._topic(message.topic), message.payload, message.received_ns)
-        self._namespace.check_types(decoded.samples)
+        self._namespace.check_types(decoded.samples, batch_types)
         return decoded
 
     def _topic(self, topic: str) -> UnsTopic:
@@ -244,8 +271,11 @@ class HistorianWriter:
             self._topics[topic] = parsed
         return parsed
 
-    def _persist(self, batch: _Batch) -> None:
-        """Write raw rows and quarantine records, retrying with back-off until they land."""
+    def _persist(self, batch: _Batch) -> bool:
+        """Write raw rows and quarantine records, retrying with back-off until they land.
+
+        Return False when werk stops while storage is still failing.
+        """
         delay = 0.1
         while True:
             try:
@@ -257,11 +287,21 @@ class HistorianWriter:
                 break
             except Exception as exc:  # any failure: keep the batch, retry
                 self._note_write_failure(exc, delay)
+                if not self._running:
+                    return False
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
         if self.stats.last_error is not None:
             _LOGGER.info("ingest writes recovered")
             self.stats.last_error = None
+        return True
+
+    def _checkpoint(self, end: Position) -> None:
+        """Move the spool checkpoint; if that fails the batch is replayed (and deduplicated)."""
+        try:
+            self._commit(end)
+        except OSError as exc:
+            _LOGGER.warning("could not move the spool checkpoint, will retry: %s", exc)
 
     def _note_write_failure(self, exc: BaseException, delay: float) -> None:
         self.stats.write_errors += 1
@@ -275,7 +315,10 @@ class HistorianWriter:
         self.stats.accepted += len(batch.accepted)
         self.stats.rejected += len(batch.rejected)
         for listener in self.listeners:
-            listener(batch.accepted)
+            try:
+                listener(batch.accepted)
+            except Exception:
+                _LOGGER.exception("an ingest listener failed")
 
     def _maybe_flush_namespace(self) -> None:
         if time.monotonic() - self._last_flush >= self._settings.registry_flush_s:

@@ -46,7 +46,7 @@ def test_type_changes_are_refused_and_unknown_tags_are_not_found() -> None:
     ns = Namespace()
     ns.observe_messages([(_msg("s", "RUN", 1, 1), T0)])
     with pytest.raises(PayloadError, match="is string, got number"):
-        ns.check_types(_msg("s", 5, 2, 2).samples)
+        ns.check_types(_msg("s", 5, 2, 2).samples, {})
     with pytest.raises(NotFound):
         ns.get(f"{NODE}/missing")
 

@@ -20,15 +20,17 @@ def _spool(path: Path, segment_bytes: int = 1 << 20) -> Spool:
 
 def _reopen(path: Path) -> list[SpoolRecord]:
     spool = _spool(path)
+    spool.open()
     try:
-        return spool.open()
+        return [record for record, _ in spool.pending()]
     finally:
         spool.close()
 
 
 def test_everything_after_the_checkpoint_is_replayed(tmp_path: Path) -> None:
     spool = _spool(tmp_path)
-    assert spool.open() == []
+    spool.open()
+    assert list(spool.pending()) == []
     first = spool.append(_records(3))
     spool.append(_records(2, start=3))
     spool.commit(first)
@@ -89,3 +91,17 @@ def test_flags_and_unusual_topics_survive(tmp_path: Path) -> None:
     spool.append([odd])
     spool.close()
     assert _reopen(tmp_path) == [odd]
+
+
+def test_pending_positions_resume_exactly(tmp_path: Path) -> None:
+    spool = _spool(tmp_path)
+    spool.open()
+    spool.append(_records(4))
+    spool.close()
+    again = _spool(tmp_path)
+    again.open()
+    pending = list(again.pending())
+    assert again.oldest_pending_ns() == 0
+    again.commit(pending[1][1])  # the first two are stored
+    again.close()
+    assert [r.received_ns for r in _reopen(tmp_path)] == [2, 3]
