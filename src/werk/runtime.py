@@ -80,7 +80,18 @@ class Runtime:
         store.open()
         self.store = store
         self._stack.append(store.close)
+        self._recover_registry(store)
         self._stack.append(self.engine.dispose)
+
+    def _recover_registry(self, store: RawStore) -> None:
+        """Give back the registry any tag the historian has and the registry lost."""
+        missing = self.namespace.missing(store.tag_paths())
+        for last in store.last(missing):
+            p = last.point
+            if p.value is not None:
+                self.namespace.recover(last.tag, p.value, p.ts_ns, p.ingest_ns, p.quality, p.msg_id)
+        if missing:
+            _LOGGER.info("recovered %d tags into the namespace from the historian", len(missing))
 
     def _start_broker(self) -> None:
         if self.settings.broker_url:

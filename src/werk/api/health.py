@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from werk import __version__
+from werk.core.errors import StorageUnavailable
 
 router = APIRouter(tags=["platform"])
 
@@ -37,7 +38,8 @@ class Health(BaseModel):
     embedded_broker: bool
     mqtt_port: int
     tags: int
-    stored_samples: int
+    stored_samples: int | None = None
+    storage_error: str | None = None
     ingest: IngestHealth
 
 
@@ -60,7 +62,8 @@ def health(request: Request) -> Health:
         write_errors=stats.write_errors,
         last_error=stats.last_error,
     )
-    degraded = stats.last_error is not None or not pipeline.running
+    stored, storage_error = _stored_samples(runtime)
+    degraded = stats.last_error is not None or not pipeline.running or storage_error is not None
     return Health(
         status="degraded" if degraded else "ok",
         version=__version__,
@@ -68,6 +71,15 @@ def health(request: Request) -> Health:
         embedded_broker=runtime.broker is not None,
         mqtt_port=runtime.mqtt_port,
         tags=len(runtime.namespace),
-        stored_samples=runtime.store.count(),
+        stored_samples=stored,
+        storage_error=storage_error,
         ingest=ingest,
     )
+
+
+def _stored_samples(runtime: Any) -> tuple[int | None, str | None]:
+    """How many samples the historian holds, or why it cannot say."""
+    try:
+        return runtime.store.count(), None
+    except StorageUnavailable as exc:
+        return None, exc.message

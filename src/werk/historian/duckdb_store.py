@@ -210,6 +210,10 @@ class DuckDBRawStore:
         sql = "SELECT DISTINCT msg_id FROM raw WHERE ingest_ts >= make_timestamp(?)"
         return {row[0] for row in self._query(sql, [since_ingest_ns // 1000])}
 
+    def tag_paths(self) -> list[str]:
+        """Every tag in the dictionary."""
+        return list(self._tag_ids)
+
     def knows(self, tag: str) -> bool:
         """Whether the tag is in the dictionary."""
         return tag in self._tag_ids

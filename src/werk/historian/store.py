@@ -36,6 +36,9 @@ class RawStore(Protocol):
     def recent_message_ids(self, since_ingest_ns: int) -> set[int]:
         """Ids of messages ingested since `since_ingest_ns` (to drop redeliveries)."""
 
+    def tag_paths(self) -> list[str]:
+        """Every tag with stored samples."""
+
     def knows(self, tag: str) -> bool:
         """Whether any sample of `tag` was ever stored."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,27 +53,36 @@ class BrokerAddress:
     host: str
     port: int
     mqtt5: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        """The address as an mqtt:// URL."""
-        return f"mqtt://{self.host}:{self.port}"
+        """The address as an mqtt:// URL (never with the password)."""
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
-    """Parse ``mqtt://host:port`` (port 1883 when omitted); external brokers speak MQTT 5."""
+    """Parse ``mqtt://[user[:password]@]host[:port]`` (port 1883 when omitted).
+
+    External brokers are spoken to in MQTT 5. Error messages never repeat the password.
+    """
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
         raise BrokerUnavailable(
-            f"broker URL {url!r} is not of the form mqtt://host:port", code="bad_broker_url"
+            f"broker URL {shown!r} is not of the form mqtt://host:port", code="bad_broker_url"
         )
     try:
         port = parts.port or 1883
     except ValueError as exc:
         raise BrokerUnavailable(
-            f"broker URL {url!r} has a bad port", code="bad_broker_url"
+            f"broker URL {shown!r} has a bad port", code="bad_broker_url"
         ) from exc
-    return BrokerAddress(parts.hostname, port, mqtt5=True)
+    return BrokerAddress(
+        parts.hostname, port, mqtt5=True, username=parts.username, password=parts.password
+    )
 
 
 def port_in_use(host: str, port: int) -> bool:

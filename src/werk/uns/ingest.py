@@ -25,7 +25,7 @@ from werk.core.clock import now_ns
 from werk.core.settings import OverflowPolicy, Settings
 from werk.historian import RawStore
 from werk.uns.broker import BrokerAddress
-from werk.uns.mqtt import connect, disconnect, make_client
+from werk.uns.mqtt import close_flushed, connect, make_client
 from werk.uns.namespace import Namespace
 from werk.uns.spool import FLAG_OVERFLOW, Position, Spool, SpoolRecord, record_size
 from werk.uns.writer import Chunk, HistorianWriter, IngestStats, Listener, Received
@@ -118,21 +118,20 @@ class IngestPipeline:
     def stop(self) -> None:
         """Stop in an order that loses nothing and leaves no thread waiting.
 
-        Unsubscribe; let the spooler spool and acknowledge what arrived (for a while);
-        stop the writer from waiting on storage; then disconnect, so the acks are sent
-        before the DISCONNECT; the writer stores what it can, the spool keeps the rest.
+        Close the inbox (later deliveries stay unacknowledged, so the broker keeps them
+        in the session; unsubscribing would make it drop them); stop the writer from
+        waiting on storage; let the spooler spool and acknowledge what the inbox holds;
+        then disconnect, so those acks leave before the DISCONNECT. The writer stores
+        what it can; the spool keeps the rest for the next start.
         """
         client = self._client
-        if client is not None and client.is_connected():
-            client.unsubscribe(self.subscription)
-            self._inbox.wait_empty(timeout_s=10.0)
+        self._inbox.close()
         self._writer.begin_stop()
         self._running.clear()
-        self._inbox.close()
         if self._spooler is not None:
             self._spooler.join(timeout=30)
         if client is not None:
-            disconnect(client)
+            close_flushed(client)
         self._writer.stop()
         self._spool.close()
 
@@ -237,7 +236,7 @@ class _Inbox:
     def put(self, delivery: _Delivery) -> bool:
         """Queue a delivery; return whether it overflowed (and was flagged).
 
-        After `close` a delivery is not queued: it was not acknowledged, so the broker
+        After `close` a delivery is not queued and never acknowledged, so the broker
         delivers it again (QoS 1/2) after the next start.
         """
         overflow = self._policy is OverflowPolicy.QUARANTINE
@@ -259,17 +258,6 @@ class _Inbox:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def wait_empty(self, timeout_s: float) -> bool:
-        """Wait until the spooler has taken everything; False on timeout."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._items:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
 
     def take(self, limit: int, timeout_s: float) -> list[_Delivery]:
         """Everything waiting, oldest first, up to `limit`; wait a little if empty."""

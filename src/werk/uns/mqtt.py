@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -40,6 +42,8 @@ def make_client(
         kwargs["clean_session"] = not persistent
     client = paho.Client(CallbackAPIVersion.VERSION2, **kwargs)
     client.connect_timeout = 5.0
+    if address.username is not None:
+        client.username_pw_set(address.username, address.password)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(100_000)
@@ -86,8 +90,35 @@ def connect(
 
 
 def disconnect(client: paho.Client) -> None:
-    """Disconnect cleanly and stop the network thread."""
+    """Disconnect and stop the network thread."""
     client.disconnect()
+    client.loop_stop()
+
+
+def close_flushed(client: paho.Client, timeout_s: float = 5.0) -> None:
+    """Close a subscriber so that every ack it queued reaches the broker.
+
+    A plain DISCONNECT is not enough: paho closes the socket right after writing it,
+    and closing a socket with unread incoming data (the broker keeps sending) makes the
+    kernel send a reset, which throws away the acks still in flight. So: wait until paho
+    has written every queued packet, half-close the socket (FIN after the acks), read
+    until the broker closes its side, then stop. Deliveries read meanwhile are not
+    acknowledged and stay in the session. Without DISCONNECT the broker would publish a
+    will, so this is only for clients that set none.
+    """
+    deadline = time.monotonic() + timeout_s
+    while client.is_connected() and client.want_write() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    closed = threading.Event()
+    client.on_disconnect = lambda *_args: closed.set()
+    sock = client.socket()
+    if client.is_connected() and sock is not None:
+        try:
+            cast(socket.socket, sock).shutdown(socket.SHUT_WR)
+        except OSError:
+            closed.set()
+        closed.wait(max(deadline - time.monotonic(), 0.5))
+    client.disconnect()  # marks the client disconnected, so paho does not reconnect
     client.loop_stop()
 
 

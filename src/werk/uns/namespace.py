@@ -177,6 +177,24 @@ class Namespace:
             state.value, state.ts_ns, state.quality = sample.value, sample.ts_ns, sample.quality
             state.ingest_ns, state.msg_id = fold.ingest_ns, fold.msg_id
 
+    def missing(self, paths: Iterable[str]) -> list[str]:
+        """Those of `paths` the registry does not know."""
+        return [p for p in paths if p not in self._tags]
+
+    def recover(self, path: str, value: bool | float | str, ts_ns: int, ingest_ns: int,
+                quality: int, msg_id: int) -> None:  # fmt: skip
+        """Re-create a tag the historian has but the registry lost.
+
+        That happens after a crash between a historian write and the registry's next
+        save; the unit and the counts start again.
+        """
+        with self._lock:
+            self._tags[path] = TagState(
+                path, data_type_of(value), None, ingest_ns, ingest_ns, 1, None, value, ts_ns,
+                ingest_ns, Quality(quality), msg_id,
+            )  # fmt: skip
+            self._dirty.add(path)
+
     def get(self, path: str) -> TagState:
         """One tag, or NotFound."""
         state = self._tags.get(path)

@@ -72,6 +72,7 @@ def test_batch_carries_many_tags_with_defaults_and_overrides() -> None:
         (VALUE, b'{"value": 1, "quality": "meh"}', "contract", "quality"),
         (VALUE, b'{"value": 1, "colour": "red"}', "contract", "colour"),
         (VALUE, b'{"value": 1e999}', "contract", "finite"),
+        (VALUE, b'{"value": 1' + b"0" * 400 + b"}", "contract", "finite"),
         (VALUE, b'{"value": NaN}', "contract", "finite"),
         (VALUE, b'{"unit": "degC"}', "contract", "value"),
         (VALUE, b'{"value": 1, "ts": -1}', "timestamp_out_of_range", "1970"),

@@ -77,3 +77,13 @@ def test_persist_and_load_round_trip_and_a_failed_persist_keeps_the_changes(tmp_
     state = loaded.get(f"{NODE}/t")
     assert (state.value, state.data_type, state.unit, state.msg_id) == (True, "boolean", "u", 7)
     engine.dispose()
+
+
+def test_a_type_change_inside_one_batch_is_refused() -> None:
+    ns = Namespace()
+    pending: dict[str, str] = {}
+    first = _msg("new", True, 1, 1).samples
+    ns.check_types(first, pending)
+    ns.note_types(first, pending)
+    with pytest.raises(PayloadError, match="is boolean, got number"):
+        ns.check_types(_msg("new", 21.5, 2, 2).samples, pending)
