@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -33,36 +34,35 @@ PortOpt = Annotated[int | None, typer.Option("--port", help="HTTP port [8000]")]
 DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="data directory [./.werk]")]
 
 
-@app.command()
-@one_line_errors
-def run(
-    broker: BrokerOpt = None,
-    mqtt_port: MqttPortOpt = None,
-    mqtt5_port: Mqtt5PortOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Run the platform: broker (embedded unless --broker), ingest, API and web UI."""
-    from werk.cli.server import serve
+def _server_command(*, demo: bool, summary: str) -> Callable[..., None]:
+    """A `werk run` / `werk demo` command: the same options, with or without the plant."""
 
-    serve(demo=False, **_overrides(broker, mqtt_port, mqtt5_port, host, port, data_dir))
+    @one_line_errors
+    def command(
+        broker: BrokerOpt = None,
+        mqtt_port: MqttPortOpt = None,
+        mqtt5_port: Mqtt5PortOpt = None,
+        host: HostOpt = None,
+        port: PortOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        from werk.cli.server import serve
+
+        serve(demo=demo, **_overrides(broker, mqtt_port, mqtt5_port, host, port, data_dir))
+
+    command.__doc__ = summary
+    return command
 
 
-@app.command()
-@one_line_errors
-def demo(
-    broker: BrokerOpt = None,
-    mqtt_port: MqttPortOpt = None,
-    mqtt5_port: Mqtt5PortOpt = None,
-    host: HostOpt = None,
-    port: PortOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Run the platform with the simulated demo plant feeding it."""
-    from werk.cli.server import serve
-
-    serve(demo=True, **_overrides(broker, mqtt_port, mqtt5_port, host, port, data_dir))
+app.command("run")(
+    _server_command(
+        demo=False,
+        summary="Run the platform: broker (embedded unless --broker), ingest, API and web UI.",
+    )
+)
+app.command("demo")(
+    _server_command(demo=True, summary="Run the platform with the simulated demo plant feeding it.")
+)
 
 
 def _overrides(
