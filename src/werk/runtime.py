@@ -14,6 +14,8 @@ from werk.core.errors import BrokerUnavailable
 from werk.core.settings import Settings
 from werk.core.tuning import tune_gc
 from werk.historian import DuckDBRawStore, RawStore
+from werk.sparkplug.client import HostClient
+from werk.sparkplug.service import SparkplugService
 from werk.uns.broker import BrokerAddress, EmbeddedBroker, parse_broker_url, reachable
 from werk.uns.ingest import IngestPipeline
 from werk.uns.mqtt import Publisher
@@ -36,6 +38,7 @@ class Runtime:
     broker: EmbeddedBroker | None = None
     address: BrokerAddress | None = None
     pipeline: IngestPipeline | None = None
+    sparkplug: SparkplugService | None = None
     publisher: Publisher | None = None
     plant: Any = None
     _stack: list[Any] = field(default_factory=list)
@@ -109,18 +112,36 @@ class Runtime:
         check_root(self.settings.uns_root)
         if self.address is None or self.store is None or self.sessions is None:
             raise RuntimeError("storage and broker must start before ingest")
+        if self.settings.sparkplug_enabled:
+            self.sparkplug = SparkplugService(
+                settings=self.settings, sessions=self.sessions, namespace=self.namespace
+            )
+            self.sparkplug.restore()
         self.pipeline = IngestPipeline(
             settings=self.settings,
             address=self.address,
             store=self.store,
             namespace=self.namespace,
             sessions=self.sessions,
+            translators=[self.sparkplug.host] if self.sparkplug else [],
         )
+        if self.sparkplug is not None:
+            self.pipeline.command_handlers.append(self.sparkplug.handle_uns_command)
         self._stack.append(self.pipeline.stop)  # also cleans up a start that failed half-way
         self.pipeline.start()
+        if self.sparkplug is not None:
+            self._start_sparkplug_host(self.sparkplug, self.pipeline, self.address)
         self.publisher = Publisher(self.address, role="api")
         self.publisher.start()
         self._stack.append(self.publisher.stop)
+
+    def _start_sparkplug_host(
+        self, service: SparkplugService, pipeline: IngestPipeline, address: BrokerAddress
+    ) -> None:
+        client = HostClient(self.settings, address, pipeline.deliver)
+        service.client = client
+        self._stack.append(client.stop)
+        client.start()
 
     def _start_plant(self) -> None:
         from werk.sim import DemoPlant

@@ -12,6 +12,7 @@ from werk import __version__
 from werk.api import health, problems
 from werk.historian.router import router as historian_router
 from werk.runtime import Runtime
+from werk.sparkplug.router import router as sparkplug_router
 from werk.uns.router import router as uns_router
 
 API_PREFIX = "/api/v1"
@@ -58,6 +59,7 @@ def create_app(
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(uns_router, prefix=API_PREFIX)
     app.include_router(historian_router, prefix=API_PREFIX)
+    app.include_router(sparkplug_router, prefix=API_PREFIX)
     if web:
         from werk.web import mount
 

@@ -72,3 +72,37 @@ class PublishFigures:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     complete: bool = False
+
+
+SPARKPLUG_GROUP: Final = "bench"
+SPARKPLUG_DEVICE: Final = "machine"
+
+
+def sparkplug_messages(metrics: int, count: int, ts_ms: int) -> list[tuple[str, bytes]]:
+    """NBIRTH, DBIRTH and `count` DDATA messages of `metrics` Double metrics each.
+
+    The edge node is named after the metric count, so runs of different sizes do not
+    share births. DDATA carries aliases only, as Sparkplug edge nodes do.
+    """
+    from werk.sparkplug.codec import Metric, Payload, encode
+    from werk.sparkplug.datatypes import DataType
+    from werk.sparkplug.topics import MessageType, SparkplugTopic
+
+    node = f"bench-{metrics}"
+    birth = tuple(
+        Metric(name=f"m{j}", alias=j, datatype=DataType.DOUBLE, value=0.0, timestamp=ts_ms)
+        for j in range(metrics)
+    )
+    bd_seq = Metric(name="bdSeq", datatype=DataType.UINT64, value=0, timestamp=ts_ms)
+    topic = SparkplugTopic(SPARKPLUG_GROUP, MessageType.DDATA, node, SPARKPLUG_DEVICE).topic
+    messages = [
+        (SparkplugTopic(SPARKPLUG_GROUP, MessageType.NBIRTH, node).topic,
+         encode(Payload(timestamp=ts_ms, metrics=(bd_seq,), seq=0))),
+        (SparkplugTopic(SPARKPLUG_GROUP, MessageType.DBIRTH, node, SPARKPLUG_DEVICE).topic,
+         encode(Payload(timestamp=ts_ms, metrics=birth, seq=1))),
+    ]  # fmt: skip
+    for i in range(count):
+        stamp = ts_ms + i + 1
+        data = tuple(Metric(alias=j, value=i + j / metrics, timestamp=stamp) for j in range(metrics))
+        messages.append((topic, encode(Payload(timestamp=stamp, metrics=data, seq=(i + 2) % 256))))
+    return messages

@@ -56,3 +56,29 @@ def ingest(
     if json_path is not None:
         json_path.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
         console.print(f"figures written to {json_path}")
+
+
+@bench_app.command("sparkplug")
+@one_line_errors
+def sparkplug(
+    quick: Annotated[bool, typer.Option("--quick", help="a small smoke run")] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures as JSON to this file")
+    ] = None,
+) -> None:
+    """Measure the Sparkplug host, the edge buffer and the OPC UA and Modbus connectors."""
+    from werk.bench.sparkplug import (
+        SPARKPLUG_QUICK,
+        SparkplugBenchConfig,
+        render_sparkplug,
+        run_sparkplug_bench,
+    )
+    from werk.core.logging import configure_logging
+
+    configure_logging("WARNING")
+    config = SPARKPLUG_QUICK if quick else SparkplugBenchConfig()
+    report = run_sparkplug_bench(config, console)
+    render_sparkplug(report, console)
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
+        console.print(f"figures written to {json_path}")

@@ -6,9 +6,9 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +29,27 @@ class OverflowPolicy(StrEnum):
 
     BLOCK = "block"
     QUARANTINE = "quarantine"
+
+
+class SparkplugRoute(BaseModel):
+    """Where the metrics of matching Sparkplug devices live in the ISA-95 namespace.
+
+    `group`, `edge_node` and `device` are shell-style patterns (``*`` matches anything);
+    node-level metrics match with device ``node``. `path` is the ISA-95 node path, with
+    ``{group}``, ``{edge_node}`` and ``{device}`` replaced by the ids of the message.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: str = "*"
+    edge_node: str = "*"
+    device: str = "*"
+    path: str
+
+
+DEFAULT_SPARKPLUG_ROUTE: Final = SparkplugRoute(
+    path="{group}/{edge_node}/sparkplug/devices/{device}"
+)
 
 
 class Settings(BaseSettings):
@@ -70,6 +91,17 @@ class Settings(BaseSettings):
     database_url: str | None = None
     historian_path: Path | None = None
     log_level: str = "INFO"
+    sparkplug_enabled: bool = True
+    sparkplug_host_id: Annotated[str, Field(pattern=r"^[^/+#]+$")] = "werk"
+    sparkplug_reorder_timeout_ms: Annotated[int, Field(ge=0)] = 2000
+    sparkplug_rebirth_throttle_s: Annotated[float, Field(ge=0)] = 5.0
+    sparkplug_max_payload: Annotated[int, Field(ge=1024)] = 4 * _MIB
+    sparkplug_routes: list[SparkplugRoute] = Field(
+        default_factory=list,
+        description="Sparkplug group/edge node/device to ISA-95 path; first match wins, "
+        "then the default route",
+    )
+    command_timeout_s: Annotated[float, Field(gt=0)] = 10.0
 
     @classmethod
     def settings_customise_sources(

@@ -160,6 +160,29 @@ class DuckDBRawStore:
         ]
         return pa.Table.from_arrays(arrays, schema=_ARROW_SCHEMA)
 
+    def existing(self, tags: list[str], stamps_ns: list[int]) -> set[tuple[str, int]]:
+        """Stored (tag, ts) pairs among the given ones, as the pairs were given."""
+        ids = self._tag_ids
+        known = [(ids[t], t, ts) for t, ts in zip(tags, stamps_ns, strict=True) if t in ids]
+        if not known:
+            return set()
+        wanted = pa.table(
+            {
+                "tag_id": pa.array([k[0] for k in known], pa.int32()),
+                "ts": _micros([k[2] for k in known]),
+            }
+        )
+        sql = """
+            SELECT DISTINCT w.tag_id, epoch_us(w.ts) FROM wanted w
+            JOIN raw r ON r.tag_id = w.tag_id AND r.ts = w.ts
+            WHERE r.ts BETWEEN make_timestamp($low) AND make_timestamp($high)
+        """
+        low, high = min(k[2] for k in known) // 1000, max(k[2] for k in known) // 1000
+        with _mapped_errors("query the historian"), self._cursor() as cur:
+            cur.register("wanted", wanted)
+            found = set(cur.execute(sql, {"low": low, "high": high}).fetchall())
+        return {(t, ts) for tag_id, t, ts in known if (tag_id, ts // 1000) in found}
+
     def points(
         self, tag: str, start_ns: int, end_ns: int, limit: int, *, newest: bool = False
     ) -> list[Point]:

@@ -69,6 +69,16 @@ class RawColumns:
         self.quality.append(quality)
         self.msg_id.append(msg_id)
 
+    def append_row(self, other: RawColumns, index: int) -> None:
+        """Copy row `index` of another batch."""
+        self.tag.append(other.tag[index])
+        self.ts_ns.append(other.ts_ns[index])
+        self.ingest_ns.append(other.ingest_ns[index])
+        self.value.append(other.value[index])
+        self.text.append(other.text[index])
+        self.quality.append(other.quality[index])
+        self.msg_id.append(other.msg_id[index])
+
     def extend(self, samples: Sequence[SampleRow], ingest_ns: int, msg_id: int) -> None:
         """Add the samples of one message (column-wise, for speed)."""
         if not samples:

@@ -19,6 +19,9 @@ class RawStore(Protocol):
     def write(self, rows: RawColumns) -> int:
         """Append rows durably; return how many were written. Raise StorageUnavailable."""
 
+    def existing(self, tags: list[str], stamps_ns: list[int]) -> set[tuple[str, int]]:
+        """Those (tag, ts) pairs that already have a stored sample (microsecond precision)."""
+
     def points(
         self, tag: str, start_ns: int, end_ns: int, limit: int, *, newest: bool = False
     ) -> list[Point]:

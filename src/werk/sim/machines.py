@@ -10,6 +10,11 @@ the same readings. Per running second a machine rolls for an event:
   announced by 10-30 s of vibration spikes, rising temperature and more scrap before
   the machine goes to FAULT for 30-120 s; repair resets the wear.
 
+Setpoints change what the machine does: `speed_setpoint` is the running speed the drive
+follows (0 to 1.2x nominal), `enabled` False stops the machine until it is enabled again
+(a fault still runs out its repair time first), and an oven's `temperature_setpoint` is
+the chamber temperature it heats toward.
+
 With the nine demo machines a 60-second demo sees about seven stops (the chance of
 none is below 0.1 %), and an hour sees a couple of faults per machine. About one
 analog reading in 500 is a sensor glitch: a value up to 10 % off, quality "uncertain".
@@ -23,6 +28,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final, Literal
 
+from werk.core.errors import NotFound, ValidationFailed
 from werk.uns.topics import Node, check_segment
 
 MachineKind = Literal["cnc", "press", "robot", "oven", "packer", "conveyor"]
@@ -36,6 +42,12 @@ P_GLITCH: Final = 1 / 500
 AMBIENT_C: Final = 22.0
 MAX_STEP_S: Final = 10.0
 NO_REASON: Final = "none"
+DISABLED: Final = "disabled"
+SPEED_SETPOINT: Final = "speed_setpoint"
+ENABLED: Final = "enabled"
+TEMPERATURE_SETPOINT: Final = "temperature_setpoint"
+MAX_SPEED_FACTOR: Final = 1.2
+MAX_TEMPERATURE_FACTOR: Final = 1.25
 
 _IDLE_S: Final = (3.0, 15.0)
 _STOPPED_S: Final = (8.0, 30.0)
@@ -156,6 +168,72 @@ class MachineSpec:
         return Node.from_segments((*self.cell.segments, self.asset))
 
 
+@dataclass(frozen=True, slots=True)
+class Setpoint:
+    """A writable setpoint: a number within [low, high], or a switch when both are None."""
+
+    name: str
+    unit: str | None = None
+    low: float | None = None
+    high: float | None = None
+
+    def check(self, value: object) -> Value:
+        """Return `value` as the setpoint takes it; raise ValidationFailed if it does not fit."""
+        if self.low is None or self.high is None:
+            if isinstance(value, bool):
+                return value
+            raise self._bad("expects a boolean", value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._bad("expects a number", value)
+        if not self.low <= value <= self.high:  # also false for NaN
+            raise self._bad(f"expects {self.low:g} to {self.high:g} {self.unit}", value)
+        return float(value)
+
+    def _bad(self, expectation: str, value: object) -> ValidationFailed:
+        return ValidationFailed(
+            f"{self.name} {expectation}, got {value!r}",
+            code="bad_value",
+            setpoint=self.name,
+        )
+
+
+def setpoints_of(spec: MachineSpec) -> tuple[Setpoint, ...]:
+    """Every setpoint a machine of `spec` takes, with its range."""
+    setpoints = (
+        Setpoint(ENABLED),
+        Setpoint(SPEED_SETPOINT, "rpm", 0.0, MAX_SPEED_FACTOR * spec.speed_rpm),
+    )
+    if spec.kind != "oven":
+        return setpoints
+    high = MAX_TEMPERATURE_FACTOR * spec.temperature_c
+    return (*setpoints, Setpoint(TEMPERATURE_SETPOINT, "degC", AMBIENT_C, high))
+
+
+def kind_tags(kind: MachineKind) -> dict[str, str | None]:
+    """Every tag a machine of `kind` reports, with its unit."""
+    profile = _PROFILES[kind]
+    return {
+        **dict.fromkeys(("state", "stop.reason", "fault.code", "alarm.active")),
+        profile.speed_tag: "rpm",
+        profile.temperature_tag: "degC",
+        "vibration.rms": "mm/s",
+        "power": "kW",
+        "parts.good": "pcs",
+        "parts.bad": "pcs",
+    }
+
+
+def kind_texts(kind: MachineKind) -> dict[str, tuple[str, ...]]:
+    """Every value the text tags of a machine of `kind` can take."""
+    profile = _PROFILES[kind]
+    reasons = (NO_REASON, DISABLED, "changeover", "fault", *profile.stop_reasons)
+    return {
+        "state": tuple(State),
+        "stop.reason": tuple(dict.fromkeys(reasons)),
+        "fault.code": (NO_REASON, *profile.fault_codes),
+    }
+
+
 def _chance(per_s: float, dt: float) -> float:
     """Turn a probability per second into one for a step of `dt` seconds."""
     return 1.0 - math.pow(1.0 - min(per_s, 1.0), dt)
@@ -189,6 +267,10 @@ class Machine:
         self._temperature = spec.temperature_c
         self._vibration = spec.vibration_mm_s
         self._power = spec.power_kw
+        self._setpoints = {s.name: s for s in setpoints_of(spec)}
+        self._enabled = True
+        self._speed_setpoint = spec.speed_rpm
+        self._temperature_setpoint = spec.temperature_c
 
     @property
     def state(self) -> State:
@@ -204,6 +286,40 @@ class Machine:
     def tags(self) -> dict[str, str | None]:
         """Every tag the machine reports, with its unit."""
         return {reading.tag: reading.unit for reading in self._readings()}
+
+    @property
+    def setpoints(self) -> dict[str, Value]:
+        """The current value of every setpoint."""
+        values: dict[str, Value] = {ENABLED: self._enabled, SPEED_SETPOINT: self._speed_setpoint}
+        if TEMPERATURE_SETPOINT in self._setpoints:
+            values[TEMPERATURE_SETPOINT] = self._temperature_setpoint
+        return values
+
+    def setpoint(self, name: str) -> Setpoint:
+        """Describe one setpoint; raise NotFound for a name the machine does not take."""
+        try:
+            return self._setpoints[name]
+        except KeyError:
+            raise NotFound(
+                f"{self.spec.asset} has no setpoint {name!r}",
+                code="unknown_setpoint",
+                setpoint=name,
+            ) from None
+
+    def check(self, setpoint: str, value: object) -> Value:
+        """Return the value `apply` would set, without setting it."""
+        return self.setpoint(setpoint).check(value)
+
+    def apply(self, setpoint: str, value: object) -> Value:
+        """Set a setpoint and return the value applied; it takes effect with the next step."""
+        applied = self.check(setpoint, value)
+        if setpoint == ENABLED:
+            self._enabled = bool(applied)
+        elif setpoint == SPEED_SETPOINT:
+            self._speed_setpoint = float(applied)
+        else:
+            self._temperature_setpoint = float(applied)
+        return applied
 
     def step(self, now_ms: int) -> list[Reading]:
         """Advance the simulation to `now_ms` (epoch ms) and return every tag's reading."""
@@ -225,7 +341,9 @@ class Machine:
         return self._fault_at_ms is not None
 
     def _advance_state(self, now_ms: int, dt: float) -> None:
-        if self._state is not State.RUNNING:
+        if not self._enabled:
+            self._hold_disabled(now_ms)
+        elif self._state is not State.RUNNING:
             if now_ms >= self._until_ms:
                 self._enter_running()
         elif self._fault_at_ms is not None:
@@ -233,6 +351,16 @@ class Machine:
                 self._enter_fault(now_ms)
         else:
             self._roll_event(now_ms, dt)
+
+    def _hold_disabled(self, now_ms: int) -> None:
+        if self._state is State.FAULT:
+            if now_ms < self._until_ms:
+                return
+            self._wear = 0.0
+        self._fault_at_ms = None
+        self._state, self._reason, self._fault_code = State.STOPPED, DISABLED, NO_REASON
+        # Due at once, so enabling the machine again resumes it with the next step.
+        self._until_ms = now_ms
 
     def _roll_event(self, now_ms: int, dt: float) -> None:
         roll = self._rng.random()
@@ -291,9 +419,9 @@ class Machine:
     def _advance_speed(self, dt: float) -> None:
         nominal = self.spec.speed_rpm
         if self._state is State.RUNNING:
-            target, noise = nominal, self._rng.gauss(0.0, 0.004 * nominal)
+            target, noise = self._speed_setpoint, self._rng.gauss(0.0, 0.004 * nominal)
         elif self._state is State.SETUP:
-            target, noise = _SETUP_SPEED * nominal, 0.0
+            target, noise = _SETUP_SPEED * self._speed_setpoint, 0.0
         else:
             # Drives brake to a standstill within one sample.
             self._speed = 0.0
@@ -301,10 +429,10 @@ class Machine:
         self._speed = max(0.0, _lag(self._speed, target, dt, _SPEED_TAU_S) + noise)
 
     def _advance_temperature(self, dt: float) -> None:
-        spec = self.spec
-        rise = spec.temperature_c - AMBIENT_C
+        setpoint = self._temperature_setpoint
+        rise = setpoint - AMBIENT_C
         if self._pre_fault or self._state is State.FAULT:
-            target = spec.temperature_c + 0.2 * abs(rise) + 5.0
+            target = setpoint + 0.2 * abs(rise) + 5.0
         else:
             target = AMBIENT_C + rise * (0.6 + 0.4 * _LOAD[self._state])
         self._heat = _lag(self._heat, target, dt, _TEMPERATURE_TAU_S)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -102,6 +103,14 @@ class BatchV1(_Contract):
     id: MessageId | None = None
 
 
+class CommandV1(_Contract):
+    """Contract `cmd/v1`: write a value to the machine behind the tag named in the topic."""
+
+    value: Scalar = Field(union_mode="left_to_right")
+    id: MessageId | None = None
+    by: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Contract:
     """A named, versioned payload schema for one data class."""
@@ -123,6 +132,7 @@ class Contract:
 CONTRACTS: Final = (
     Contract(DataClass.VALUE, 1, ValueV1),
     Contract(DataClass.BATCH, 1, BatchV1),
+    Contract(DataClass.COMMAND, 1, CommandV1),
 )
 _CURRENT: Final = {c.data_class: c for c in CONTRACTS}
 _SCALAR: TypeAdapter[Scalar] = TypeAdapter(Scalar)
@@ -147,6 +157,27 @@ class Decoded:
     samples: list[Sample]
 
 
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A write requested through the UNS, for whoever drives the machine behind the tag."""
+
+    message_id: int
+    tag_path: str
+    value: bool | int | float | str
+    requested_by: str
+    topic: str
+
+
+CommandHandler = Callable[[Command], None]
+
+
+def decode_command(topic: UnsTopic, payload: bytes, received_ns: int, root: str) -> Command:
+    """Validate a `cmd/v1` payload (a bare scalar stands for ``{"value": ...}``)."""
+    message = _validate(CommandV1, _as_object(payload))
+    msg_id = _message_id(topic, payload, message.id, None, received_ns)
+    return Command(msg_id, topic.tag_path, message.value, message.by or "uns", topic.topic(root))
+
+
 def contract_for(data_class: DataClass) -> Contract:
     """The current contract of a data class."""
     return _CURRENT[data_class]
@@ -156,6 +187,8 @@ def decode(topic: UnsTopic, payload: bytes, received_ns: int) -> Decoded:
     """Validate `payload` against the contract of the topic's class and return its samples."""
     if topic.data_class is DataClass.VALUE:
         return _decode_value(topic, payload, received_ns)
+    if topic.data_class is DataClass.COMMAND:
+        raise PayloadError("a _cmd message asks for a write and carries no samples", code="command")
     return _decode_batch(topic, payload, received_ns)
 
 

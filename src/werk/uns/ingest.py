@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -25,9 +26,11 @@ from werk.core.clock import now_ns
 from werk.core.settings import OverflowPolicy, Settings
 from werk.historian import RawStore
 from werk.uns.broker import BrokerAddress
+from werk.uns.contracts import CommandHandler
 from werk.uns.mqtt import close_flushed, connect, make_client
 from werk.uns.namespace import Namespace
 from werk.uns.spool import FLAG_OVERFLOW, Position, Spool, SpoolRecord, record_size
+from werk.uns.translate import Translator
 from werk.uns.writer import Chunk, HistorianWriter, IngestStats, Listener, Received
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,10 +39,10 @@ _LOGGER = logging.getLogger(__name__)
 class _Delivery:
     """A message off the wire with what is needed to acknowledge it."""
 
-    __slots__ = ("message", "mid", "qos")
+    __slots__ = ("client", "message", "mid", "qos")
 
-    def __init__(self, message: Received, mid: int, qos: int) -> None:
-        self.message, self.mid, self.qos = message, mid, qos
+    def __init__(self, message: Received, mid: int, qos: int, client: paho.Client) -> None:
+        self.message, self.mid, self.qos, self.client = message, mid, qos, client
 
 
 class IngestPipeline:
@@ -53,6 +56,7 @@ class IngestPipeline:
         store: RawStore,
         namespace: Namespace,
         sessions: sessionmaker[Session],
+        translators: Sequence[Translator] = (),
     ) -> None:
         self._settings = settings
         self._address = address
@@ -70,6 +74,7 @@ class IngestPipeline:
             sessions=sessions,
             commit=self._spool.commit,
             stats=self.stats,
+            translators=translators,
         )
         self._running = threading.Event()
         self._spooler: threading.Thread | None = None
@@ -79,6 +84,11 @@ class IngestPipeline:
     def listeners(self) -> list[Listener]:
         """Callbacks told about every batch of accepted messages."""
         return self._writer.listeners
+
+    @property
+    def command_handlers(self) -> list[CommandHandler]:
+        """Callbacks given every write requested on a ``_cmd`` topic."""
+        return self._writer.command_handlers
 
     @property
     def subscription(self) -> str:
@@ -164,12 +174,17 @@ class IngestPipeline:
         if self._running.is_set() and rc.is_failure:
             _LOGGER.warning("ingest lost the broker at %s: %s", self._address.url, rc)
 
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        self.deliver(client, msg)
+
+    def deliver(self, client: paho.Client, msg: paho.MQTTMessage) -> None:
+        """Take a message from any subscriber; `client` acknowledges it once spooled."""
         try:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "backslashreplace")  # kept for the record
-        delivery = _Delivery(Received(topic, bytes(msg.payload), now_ns()), msg.mid, msg.qos)
+        message = Received(topic, bytes(msg.payload), now_ns())
+        delivery = _Delivery(message, msg.mid, msg.qos, client)
         self.stats.received += 1
         if self._inbox.put(delivery):
             self.stats.overflowed += 1
@@ -185,11 +200,9 @@ class IngestPipeline:
         end = self._append_until_it_lands(records)
         if end is None:
             return  # stopping: not spooled, not acknowledged; the broker delivers again
-        client = self._client
-        if client is not None:
-            for d in deliveries:
-                if d.qos > 0:
-                    client.ack(d.mid, d.qos)
+        for d in deliveries:
+            if d.qos > 0:
+                d.client.ack(d.mid, d.qos)
         size = sum(record_size(r) for r in records)
         self._writer.submit(Chunk([d.message for d in deliveries], end, size))
 

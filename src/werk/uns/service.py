@@ -117,7 +117,11 @@ def quarantine_page(
 def contracts(*, root: str) -> list[ContractRead]:
     """Every payload contract with its JSON Schema."""
     node = f"{root}/<enterprise>/<site>/<area>/<line>/<cell>[/<asset>...]"
-    pattern = {DataClass.VALUE: f"{node}/_value/<tag>", DataClass.BATCH: f"{node}/_batch"}
+    pattern = {
+        DataClass.VALUE: f"{node}/_value/<tag>",
+        DataClass.BATCH: f"{node}/_batch",
+        DataClass.COMMAND: f"{node}/_cmd/<tag>",
+    }
     return [
         ContractRead(
             name=c.name,

@@ -36,6 +36,7 @@ class DataClass(StrEnum):
 
     VALUE = "value"
     BATCH = "batch"
+    COMMAND = "cmd"
 
     @property
     def marker(self) -> str:
@@ -45,7 +46,7 @@ class DataClass(StrEnum):
     @property
     def has_tag(self) -> bool:
         """Whether topics of this class end in a tag name."""
-        return self is DataClass.VALUE
+        return self is not DataClass.BATCH
 
 
 _MARKERS: Final = {cls.marker: cls for cls in DataClass}

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -22,11 +22,12 @@ from werk.core.errors import PayloadError, WerkError
 from werk.core.settings import Settings
 from werk.historian import RawColumns, RawStore
 from werk.uns import quarantine
-from werk.uns.contracts import Decoded, decode
+from werk.uns.contracts import CommandHandler, Decoded, decode, decode_command
 from werk.uns.namespace import Namespace
 from werk.uns.quarantine import Rejected
 from werk.uns.spool import Position
-from werk.uns.topics import UnsTopic, parse_topic
+from werk.uns.topics import DataClass, UnsTopic, parse_topic
+from werk.uns.translate import Translator
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class IngestStats:
     replayed: int = 0
     batches: int = 0
     write_errors: int = 0
+    historical_repeats: int = 0
     last_error: str | None = None
     started_ns: int = field(default_factory=now_ns)
 
@@ -96,6 +98,8 @@ class _Batch:
 
     def __init__(self) -> None:
         self.rows = RawColumns()
+        self.historical = RawColumns()
+        self.repeats = 0
         self.accepted: list[tuple[Decoded, int]] = []
         self.rejected: list[Rejected] = []
         self.types: dict[str, str] = {}
@@ -113,14 +117,17 @@ class HistorianWriter:
         sessions: sessionmaker[Session],
         commit: Callable[[Position], None],
         stats: IngestStats,
+        translators: Sequence[Translator] = (),
     ) -> None:
         self._settings = settings
+        self._translators = tuple(translators)
         self._store = store
         self._namespace = namespace
         self._sessions = sessions
         self._commit = commit
         self.stats = stats
         self.listeners: list[Listener] = []
+        self.command_handlers: list[CommandHandler] = []
         self._seen = SeenMessages(settings.ingest_dedupe_window_s * NS_PER_S)
         self._topics: dict[str, UnsTopic] = {}
         self._chunks: deque[Chunk] = deque()
@@ -186,7 +193,16 @@ class HistorianWriter:
                 self._process_safely(chunks)
             elif not self._running:
                 return
+            self._tick()
             self._maybe_flush_namespace()
+
+    def _tick(self) -> None:
+        now = now_ns()
+        for translator in self._translators:
+            try:
+                translator.tick(now)
+            except Exception:
+                _LOGGER.exception("a translator failed on its timer")
 
     def _process_safely(self, chunks: list[Chunk]) -> None:
         """Process a batch; an unexpected error is logged and never ends the thread."""
@@ -238,27 +254,71 @@ class HistorianWriter:
         if message.overflowed:
             batch.rejected.append(_rejected(message, "queue_overflow", _OVERFLOW_DETAIL))
             return
+        translator = self._translator(message.topic)
+        if translator is not None:
+            self._translate(translator, message, batch)
+            return
         try:
-            decoded = self._decode(message, batch.types)
+            topic = self._topic(message.topic)
+            if topic.data_class is DataClass.COMMAND:
+                self._command(topic, message)
+                return
+            decoded = self._decode(topic, message, batch.types)
         except WerkError as exc:
             batch.rejected.append(_rejected(message, exc.code, exc.message))
             return
+        self._accept(message, decoded, batch, batch.rows)
+
+    def _command(self, topic: UnsTopic, message: Received) -> None:
+        """Hand a write to the handlers once; a replayed or redelivered one is skipped."""
+        root = self._settings.uns_root
+        command = decode_command(topic, message.payload, message.received_ns, root)
+        if command.message_id in self._seen:
+            self.stats.duplicates += 1
+            return
+        self._seen.add(command.message_id, message.received_ns)
+        if not self.command_handlers:
+            raise PayloadError("nothing here can write to machines", code="no_command_handler")
+        for handler in self.command_handlers:
+            handler(command)
+
+    def _translator(self, topic: str) -> Translator | None:
+        for translator in self._translators:
+            if topic.startswith(translator.topic_prefix):
+                return translator
+        return None
+
+    def _translate(self, translator: Translator, message: Received, batch: _Batch) -> None:
+        try:
+            translation = translator.translate(message.topic, message.payload, message.received_ns)
+            if translation.decoded is not None:
+                self._namespace.check_types(translation.decoded.samples, batch.types)
+        except WerkError as exc:
+            batch.rejected.append(_rejected(message, exc.code, exc.message))
+            return
+        for reason, detail in translation.problems:
+            batch.rejected.append(_rejected(message, reason, detail))
+        if translation.decoded is not None:
+            rows = batch.historical if translation.historical else batch.rows
+            self._accept(message, translation.decoded, batch, rows)
+
+    def _accept(self, message: Received, decoded: Decoded, batch: _Batch, rows: RawColumns) -> None:
         if decoded.message_id in self._seen:
             self.stats.duplicates += 1
             return
         self._seen.add(decoded.message_id, message.received_ns)
         batch.accepted.append((decoded, message.received_ns))
-        batch.rows.extend(decoded.samples, message.received_ns, decoded.message_id)
+        rows.extend(decoded.samples, message.received_ns, decoded.message_id)
         self._namespace.note_types(decoded.samples, batch.types)
 
-    def _decode(self, message: Received, batch_types: dict[str, str]) -> Decoded:
+    def _decode(self, topic: UnsTopic, message: Received, batch_types: dict[str, str]) -> Decoded:
         size, limit = len(message.payload), self._settings.ingest_max_payload
         if size > limit:
             raise PayloadError(
                 f"payload is {size} bytes; the limit for JSON values is {limit} bytes",
                 code="too_large",
             )
-        decoded = decode(self._topic(message.topic), message.payload, message.received_ns)
+        decoded = decode(topic, message.payload, message.received_ns)
         self._namespace.check_types(decoded.samples, batch_types)
         return decoded
 
@@ -279,8 +339,9 @@ class HistorianWriter:
         delay = 0.1
         while True:
             try:
-                self._store.write(batch.rows)
-                batch.rows = RawColumns()
+                self._store.write(self._with_new_history(batch))
+                batch.rows, batch.historical = RawColumns(), RawColumns()
+                self.stats.historical_repeats += batch.repeats
                 if batch.rejected:
                     with self._sessions.begin() as session:
                         quarantine.add_rejected(session=session, rejected=batch.rejected)
@@ -295,6 +356,23 @@ class HistorianWriter:
             _LOGGER.info("ingest writes recovered")
             self.stats.last_error = None
         return True
+
+    def _with_new_history(self, batch: _Batch) -> RawColumns:
+        """The batch's rows plus those historical rows the historian does not have yet."""
+        history = batch.historical
+        if not history:
+            return batch.rows
+        stored = self._store.existing(history.tag, history.ts_ns)
+        merged = RawColumns(
+            list(batch.rows.tag), list(batch.rows.ts_ns), list(batch.rows.ingest_ns),
+            list(batch.rows.value), list(batch.rows.text), list(batch.rows.quality),
+            list(batch.rows.msg_id), set(batch.rows.boolean_tags) | history.boolean_tags,
+        )  # fmt: skip
+        for i, key in enumerate(zip(history.tag, history.ts_ns, strict=True)):
+            if key not in stored:
+                merged.append_row(history, i)
+        batch.repeats = len(stored)
+        return merged
 
     def _checkpoint(self, end: Position) -> None:
         """Move the spool checkpoint; if that fails the batch is replayed (and deduplicated)."""

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.settings import Settings
 from werk.historian import RawStore
+from werk.sparkplug.service import SparkplugService
 from werk.uns.namespace import Namespace
 
 
@@ -46,3 +47,8 @@ class WebContext:
     def root(self) -> str:
         """The UNS topic root such as ``uns/v1``."""
         return self.settings.uns_root
+
+    @property
+    def sparkplug(self) -> SparkplugService | None:
+        """The Sparkplug host service, None when it is disabled."""
+        return cast("SparkplugService | None", self.app.state.runtime.sparkplug)

@@ -10,6 +10,7 @@ from nicegui import ui
 
 NAV: Final = (
     ("Namespace", "/", "account_tree"),
+    ("Edge nodes", "/edge", "router"),
     ("Quarantine", "/quarantine", "report"),
     ("API docs", "/api/docs", "description"),
 )

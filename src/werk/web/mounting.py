@@ -11,7 +11,7 @@ from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 from werk.core.errors import Conflict
-from werk.web import namespace_page, quarantine_page, tag_page
+from werk.web import edge_page, namespace_page, quarantine_page, tag_page
 from werk.web.context import WebContext
 
 _API_ROOT: Final = "/api"
@@ -31,6 +31,7 @@ def mount(app: FastAPI) -> None:
     namespace_page.register(context)
     tag_page.register(context)
     quarantine_page.register(context)
+    edge_page.register(context)
     ui.run_with(
         app,
         title="werk",

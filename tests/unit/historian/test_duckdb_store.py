@@ -113,3 +113,15 @@ def test_booleans_come_back_as_booleans_even_after_a_reopen(tmp_path: Path) -> N
     assert number.value == 1.0 and type(number.value) is float
     assert again.last([TAG + "b"])[0].point.value is True
     assert again.buckets(TAG + "b", T0, T0 + NS_PER_S, NS_PER_S)[0].avg == 1.0
+
+
+def test_existing_finds_stored_tag_and_time_pairs(store: DuckDBRawStore) -> None:
+    rows = RawColumns()
+    rows.append("a/b/c/d/e/t1", T0, T0, 1.0, 0, 1)
+    rows.append("a/b/c/d/e/t1", T0 + 1_000_000, T0, 2.0, 0, 1)
+    rows.append("a/b/c/d/e/t2", T0, T0, 3.0, 0, 1)
+    store.write(rows)
+    tags = ["a/b/c/d/e/t1", "a/b/c/d/e/t1", "a/b/c/d/e/t2", "a/b/c/d/e/t3", "a/b/c/d/e/t2"]
+    stamps = [T0, T0 + 2_000_000, T0, T0, T0 + 1_000_000]
+    assert store.existing(tags, stamps) == {("a/b/c/d/e/t1", T0), ("a/b/c/d/e/t2", T0)}
+    assert store.existing([], []) == set()

@@ -1,0 +1,456 @@
+"""The Sparkplug B host application's message logic: births, deaths, data, sequence.
+
+`SparkplugHost` is a UNS translator: the historian writer hands it every spooled
+``spBv1.0/...`` message in arrival order and stores the samples it returns. It keeps
+per edge node the bdSeq, the sequence number, the alias map of each birth and the
+devices; it asks for a rebirth (through `HostEffects`) on a sequence gap, an unknown
+alias or data before a birth, at most once per throttle interval; on a death it marks
+every metric of the node or device STALE at the host's clock. MQTT itself (STATE,
+subscriptions, publishing commands) lives in `werk.sparkplug.client`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Final, Protocol
+
+from werk.core.clock import NS_PER_MS, NS_PER_S, now_ns
+from werk.core.errors import PayloadError
+from werk.core.settings import Settings
+from werk.sparkplug.codec import Metric, Payload, Template, decode
+from werk.sparkplug.datatypes import DataType
+from werk.sparkplug.mapping import UnsMapper
+from werk.sparkplug.samples import (
+    bool_property,
+    converter,
+    ms_to_ns,
+    quality_of,
+    template_members,
+    text_property,
+)
+from werk.sparkplug.state import (
+    DeviceState,
+    EdgeNodeState,
+    MetricInfo,
+    SeqOutcome,
+    SeqTracker,
+)
+from werk.sparkplug.topics import (
+    NAMESPACE,
+    MessageType,
+    SparkplugTopic,
+    StateTopic,
+    parse_topic,
+)
+from werk.uns.contracts import Decoded, Quality, Sample
+from werk.uns.translate import Translation
+
+_LOGGER = logging.getLogger(__name__)
+
+COMMAND_ID: Final = "werk.command_id"
+COMMAND_STATUS: Final = "werk.command_status"
+COMMAND_ERROR: Final = "werk.command_error"
+UNIT_PROPERTY: Final = "engUnit"
+WRITABLE_PROPERTY: Final = "Writable"
+_FUTURE_NS: Final = 24 * 3600 * NS_PER_S
+
+
+class HostEffects(Protocol):
+    """What the host asks of the world outside its message logic."""
+
+    def request_rebirth(self, group: str, edge_node: str) -> None:
+        """Publish an NCMD ``Node Control/Rebirth`` to the edge node."""
+
+    def record_birth(self, node: EdgeNodeState, device: str | None, payload: bytes) -> None:
+        """Keep a birth certificate so aliases survive a restart of werk."""
+
+    def record_death(self, node: EdgeNodeState, device: str | None) -> None:
+        """Note that a node or device went offline."""
+
+    def command_result(
+        self, command_id: str, status: str, value: object, error: str | None
+    ) -> None:
+        """An edge node reported the outcome of a write."""
+
+    def last_value(self, tag_path: str) -> bool | int | float | str | None:
+        """The last-known value of a tag, for STALE samples."""
+
+
+class SparkplugHost:
+    """Translate Sparkplug B messages into UNS samples, keeping per-node state."""
+
+    topic_prefix = f"{NAMESPACE}/"
+
+    def __init__(self, settings: Settings, effects: HostEffects) -> None:
+        self._settings = settings
+        self._effects = effects
+        self._mapper = UnsMapper(settings.sparkplug_routes)
+        self._nodes: dict[tuple[str, str], EdgeNodeState] = {}
+        self._timeout_ns = settings.sparkplug_reorder_timeout_ms * 1_000_000
+        self._throttle_ns = int(settings.sparkplug_rebirth_throttle_s * NS_PER_S)
+        self._lock = threading.Lock()
+        self._restoring = False
+
+    def nodes(self) -> list[EdgeNodeState]:
+        """Every edge node seen, sorted by group and id."""
+        with self._lock:
+            return [self._nodes[k] for k in sorted(self._nodes)]
+
+    def node(self, group: str, edge_node: str) -> EdgeNodeState | None:
+        """One edge node, if seen."""
+        return self._nodes.get((group, edge_node))
+
+    def find_metric(self, tag_path: str) -> tuple[EdgeNodeState, MetricInfo] | None:
+        """The node and metric behind a UNS tag path, if a Sparkplug birth declared it."""
+        with self._lock:
+            for node in self._nodes.values():
+                for device in node.devices.values():
+                    for info in device.metrics.values():
+                        if info.tag_path == tag_path:
+                            return node, info
+        return None
+
+    def restore(self, births: Iterable[tuple[str, bytes]]) -> None:
+        """Rebuild alias maps from stored births (topic, payload), oldest first."""
+        self._restoring = True
+        try:
+            for topic, payload in births:
+                try:
+                    self.translate(topic, payload, now_ns())
+                except PayloadError as exc:
+                    _LOGGER.warning("ignoring a stored birth on %s: %s", topic, exc)
+        finally:
+            self._restoring = False
+        for node in self._nodes.values():
+            node.seq.reset(None)  # accept whatever sequence number comes next
+
+    def translate(self, topic: str, payload: bytes, received_ns: int) -> Translation:
+        """Handle one Sparkplug message (see the module docstring)."""
+        parsed = parse_topic(topic)
+        if isinstance(parsed, StateTopic) or parsed.message_type.is_command:
+            return Translation(None)
+        limit = self._settings.sparkplug_max_payload
+        if len(payload) > limit:
+            raise PayloadError(
+                f"Sparkplug payload is {len(payload)} bytes; the limit is {limit}",
+                code="too_large",
+            )
+        with self._lock:
+            return self._dispatch(parsed, topic, payload, received_ns)
+
+    def tick(self, now: int) -> None:
+        """Ask for a rebirth where a sequence gap outlived the reorder timeout."""
+        with self._lock:
+            expired = [n for n in self._nodes.values() if n.online and n.seq.expired(now)]
+        for node in expired:
+            node.stats.seq_errors += 1
+            self._rebirth(node, now, "messages missing after the reorder timeout")
+
+    def rebirth(self, group: str, edge_node: str) -> None:
+        """Ask an edge node to publish its births again (ignoring the throttle)."""
+        node = self._node(group, edge_node)
+        node.last_rebirth_request_ns = None
+        self._rebirth(node, now_ns(), "requested by a user")
+
+    def _dispatch(
+        self, topic: SparkplugTopic, raw_topic: str, payload: bytes, received_ns: int
+    ) -> Translation:
+        node = self._node(topic.group, topic.edge_node)
+        node.stats.messages += 1
+        node.stats.last_message_ns = received_ns
+        kind = topic.message_type
+        if kind is MessageType.NBIRTH:
+            return self._node_birth(node, raw_topic, payload, received_ns)
+        if kind is MessageType.NDEATH:
+            return self._node_death(node, raw_topic, payload, received_ns)
+        if not node.online:
+            return self._before_birth(node, kind, received_ns)
+        message = decode(payload, node.lookup(topic.device))
+        self._check_seq(node, message, received_ns)
+        if kind is MessageType.DBIRTH:
+            return self._device_birth(node, topic.device, raw_topic, payload, message, received_ns)
+        if kind is MessageType.DDEATH:
+            return self._device_death(node, topic.device, raw_topic, payload, received_ns)
+        return self._data(node, topic.device, raw_topic, payload, message, received_ns)
+
+    def _node(self, group: str, edge_node: str) -> EdgeNodeState:
+        key = (group, edge_node)
+        node = self._nodes.get(key)
+        if node is None:
+            node = self._nodes[key] = EdgeNodeState(group, edge_node, SeqTracker(self._timeout_ns))
+        return node
+
+    # -- births and deaths -------------------------------------------------------------
+
+    def _node_birth(
+        self, node: EdgeNodeState, topic: str, payload: bytes, received_ns: int
+    ) -> Translation:
+        message = decode(payload)
+        bd_seq = _bd_seq(message)
+        if bd_seq is None:
+            raise PayloadError("NBIRTH has no bdSeq metric", code="sparkplug_no_bdseq")
+        node.aliases.clear()
+        node.devices.clear()
+        node.online, node.bd_seq, node.birth_ns = True, bd_seq, received_ns
+        node.seq.reset(message.seq)
+        state = self._device_state(node, None, received_ns)
+        problems = self._declare(node, state, message.metrics)
+        if not self._restoring:
+            self._effects.record_birth(node, None, payload)
+            _LOGGER.info("edge node %s/%s is online (bdSeq %d)", *node.key, bd_seq)
+        return self._samples(node, state, topic, payload, message, received_ns, problems)
+
+    def _device_birth(
+        self,
+        node: EdgeNodeState,
+        device: str | None,
+        topic: str,
+        payload: bytes,
+        message: Payload,
+        received_ns: int,
+    ) -> Translation:
+        node.forget_device_aliases(device)
+        state = self._device_state(node, device, received_ns)
+        state.metrics.clear()
+        problems = self._declare(node, state, message.metrics)
+        if not self._restoring:
+            self._effects.record_birth(node, device, payload)
+        return self._samples(node, state, topic, payload, message, received_ns, problems)
+
+    def _device_state(self, node: EdgeNodeState, device: str | None, at_ns: int) -> DeviceState:
+        uns_node = self._mapper.node(node.group, node.edge_node, device)
+        state = node.devices.get(device)
+        if state is None or state.node != uns_node:
+            state = node.devices[device] = DeviceState(device, uns_node)
+        state.online, state.birth_ns, state.death_ns = True, at_ns, None
+        return state
+
+    def _declare(
+        self, node: EdgeNodeState, state: DeviceState, metrics: Iterable[Metric]
+    ) -> list[tuple[str, str]]:
+        """Register the metrics of a birth; report those that cannot be used."""
+        problems: list[tuple[str, str]] = []
+        base = state.node.path
+        for metric in metrics:
+            if metric.name is None or metric.datatype is None:
+                problems.append(
+                    ("sparkplug_birth", f"a birth metric lacks a name or datatype: {metric.alias}")
+                )
+                continue
+            tag = UnsMapper.tag(metric.name)
+            info = MetricInfo(
+                metric.name, metric.alias, metric.datatype, state.device,
+                None if tag is None else f"{base}/{tag}",
+                text_property(metric.properties, UNIT_PROPERTY),
+                bool_property(metric.properties, WRITABLE_PROPERTY),
+            )  # fmt: skip
+            state.metrics[metric.name] = info
+            if metric.alias is not None:
+                node.aliases[metric.alias] = info
+        return problems
+
+    def _node_death(
+        self, node: EdgeNodeState, topic: str, payload: bytes, received_ns: int
+    ) -> Translation:
+        bd_seq = _bd_seq(decode(payload))
+        if not node.online or bd_seq is None or bd_seq != node.bd_seq:
+            node.stats.late_deaths += 1
+            _LOGGER.info("ignoring NDEATH of %s/%s with bdSeq %s (current %s)",
+                         *node.key, bd_seq, node.bd_seq)  # fmt: skip
+            return Translation(None)
+        node.online, node.death_ns = False, received_ns
+        devices = list(node.devices.values())
+        for state in devices:
+            state.online, state.death_ns = False, received_ns
+        if not self._restoring:
+            self._effects.record_death(node, None)
+            _LOGGER.info("edge node %s/%s is offline", *node.key)
+        return self._stale(devices, topic, payload, received_ns)
+
+    def _device_death(
+        self, node: EdgeNodeState, device: str | None, topic: str, payload: bytes, received_ns: int
+    ) -> Translation:
+        state = node.devices.get(device)
+        if state is None or not state.online:
+            return Translation(None)
+        state.online, state.death_ns = False, received_ns
+        if not self._restoring:
+            self._effects.record_death(node, device)
+        return self._stale([state], topic, payload, received_ns)
+
+    def _stale(
+        self, devices: list[DeviceState], topic: str, payload: bytes, received_ns: int
+    ) -> Translation:
+        """A STALE sample, at the host's clock, of every metric with a last-known value."""
+        samples = []
+        for state in devices:
+            for info in state.metrics.values():
+                if info.tag_path is None:
+                    continue
+                value = self._effects.last_value(info.tag_path)
+                if value is not None:
+                    samples.append(Sample(info.tag_path, received_ns, value, Quality.STALE, None))
+        return Translation(Decoded(_message_id(topic, payload), samples))
+
+    def _before_birth(
+        self, node: EdgeNodeState, kind: MessageType, received_ns: int
+    ) -> Translation:
+        node.stats.before_birth += 1
+        self._rebirth(node, received_ns, f"{kind} before a birth")
+        raise PayloadError(
+            f"{kind} from {node.group}/{node.edge_node} before its NBIRTH; a rebirth is requested",
+            code="sparkplug_no_birth",
+        )
+
+    # -- sequence and rebirth ----------------------------------------------------------
+
+    def _check_seq(self, node: EdgeNodeState, message: Payload, received_ns: int) -> None:
+        if message.seq is None:
+            raise PayloadError("message has no seq", code="sparkplug_no_seq")
+        outcome = node.seq.observe(message.seq, received_ns)
+        if outcome is SeqOutcome.REORDERED:
+            node.stats.reordered += 1
+        elif outcome in (SeqOutcome.GAP, SeqOutcome.OUT_OF_ORDER):
+            node.stats.seq_errors += 1
+            self._rebirth(node, received_ns, f"sequence {outcome.value} at seq {message.seq}")
+
+    def _rebirth(self, node: EdgeNodeState, at_ns: int, why: str) -> None:
+        last = node.last_rebirth_request_ns
+        if self._restoring or (last is not None and at_ns - last < self._throttle_ns):
+            return
+        node.last_rebirth_request_ns = at_ns
+        node.stats.rebirths_requested += 1
+        _LOGGER.info("requesting a rebirth of %s/%s: %s", *node.key, why)
+        self._effects.request_rebirth(node.group, node.edge_node)
+
+    # -- data ----------------------------------------------------------------------------
+
+    def _data(
+        self,
+        node: EdgeNodeState,
+        device: str | None,
+        topic: str,
+        payload: bytes,
+        message: Payload,
+        received_ns: int,
+    ) -> Translation:
+        state = node.devices.get(device)
+        if state is None or not state.online:
+            node.stats.before_birth += 1
+            self._rebirth(node, received_ns, f"data from device {device} before its DBIRTH")
+            raise PayloadError(
+                f"DDATA from {node.group}/{node.edge_node}/{device} before its DBIRTH; "
+                "a rebirth is requested",
+                code="sparkplug_no_birth",
+            )
+        return self._samples(node, state, topic, payload, message, received_ns, [])
+
+    def _samples(
+        self,
+        node: EdgeNodeState,
+        state: DeviceState,
+        topic: str,
+        payload: bytes,
+        message: Payload,
+        received_ns: int,
+        problems: list[tuple[str, str]],
+    ) -> Translation:
+        default_ms = (
+            message.timestamp if message.timestamp is not None else received_ns // NS_PER_MS
+        )
+        samples: list[Sample] = []
+        unknown: list[str] = []
+        historical = False
+        for metric in message.metrics:
+            info = _resolve(node, state, metric)
+            if info is None:
+                unknown.append(str(metric.alias if metric.name is None else metric.name))
+                continue
+            if metric.properties is not None and text_property(metric.properties, COMMAND_ID):
+                self._command_result(metric)
+            historical = historical or metric.is_historical
+            if info.tag_path is None or metric.is_null or metric.value is None:
+                continue
+            if info.name.startswith("Edge/"):
+                node.edge_metrics[info.name] = metric.value
+            ts_ms = metric.timestamp if metric.timestamp is not None else default_ms
+            _append(samples, info, metric, ts_ms)
+        if unknown:
+            node.stats.unknown_aliases += len(unknown)
+            self._rebirth(node, received_ns, f"unknown metrics {', '.join(unknown[:5])}")
+            problems.append(
+                ("sparkplug_unknown_alias", f"metrics not in the birth: {', '.join(unknown[:20])}")
+            )
+        samples = _in_range(samples, received_ns, problems)
+        decoded = Decoded(_message_id(topic, payload), samples)
+        return Translation(decoded, tuple(problems), historical)
+
+    def _command_result(self, metric: Metric) -> None:
+        props = metric.properties
+        command_id = text_property(props, COMMAND_ID)
+        status = text_property(props, COMMAND_STATUS) or "done"
+        error = text_property(props, COMMAND_ERROR)
+        if command_id is not None and not self._restoring:
+            self._effects.command_result(command_id, status, metric.value, error)
+
+
+def _resolve(node: EdgeNodeState, state: DeviceState, metric: Metric) -> MetricInfo | None:
+    if metric.alias is not None:
+        info = node.aliases.get(metric.alias)
+        if info is not None:
+            return info
+    return state.metrics.get(metric.name) if metric.name is not None else None
+
+
+def _append(samples: list[Sample], info: MetricInfo, metric: Metric, ts_ms: int) -> None:
+    value = metric.value
+    path = info.tag_path
+    assert path is not None
+    if isinstance(value, Template):
+        for member_path, member_ms, member_value, quality in template_members(path, value, ts_ms):
+            samples.append(Sample(member_path, ms_to_ns(member_ms), member_value, quality, None))
+        return
+    convert = converter(info.datatype)
+    if convert is not None:
+        value = convert(value)
+    quality = quality_of(metric.properties) if metric.properties is not None else Quality.GOOD
+    samples.append(Sample(path, ts_ms * NS_PER_MS, value, quality, info.unit))  # type: ignore[arg-type]
+
+
+def _in_range(
+    samples: list[Sample], received_ns: int, problems: list[tuple[str, str]]
+) -> list[Sample]:
+    if not samples:
+        return samples
+    stamps = [s.ts_ns for s in samples]
+    if min(stamps) >= 0 and max(stamps) <= received_ns + _FUTURE_NS:
+        return samples
+    kept = [s for s in samples if 0 <= s.ts_ns <= received_ns + _FUTURE_NS]
+    bad = len(samples) - len(kept)
+    detail = f"{bad} metric timestamps before 1970 or more than 24 h in the future"
+    problems.append(("timestamp_out_of_range", detail))
+    return kept
+
+
+def _bd_seq(message: Payload) -> int | None:
+    for metric in message.metrics:
+        if metric.name == "bdSeq" and isinstance(metric.value, int):
+            return metric.value
+    return None
+
+
+def _message_id(topic: str, payload: bytes) -> int:
+    """The same message delivered twice gets the same id (seq and timestamps are inside)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(topic.encode())
+    digest.update(b"\x00")
+    digest.update(payload)
+    return int.from_bytes(digest.digest(), "big") >> 1
+
+
+def is_writable(info: MetricInfo) -> bool:
+    """Whether werk may send writes to a metric (unknown counts as writable)."""
+    return info.writable is not False and info.datatype is not DataType.UNKNOWN

@@ -1,0 +1,215 @@
+"""The Sparkplug host inside a running werk, driven by an edge node over a real broker."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as paho
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import make_settings, mqtt_client, wait_until
+from werk.api import create_app
+from werk.core.settings import Settings, SparkplugRoute
+from werk.runtime import Runtime
+from werk.sparkplug.codec import Metric, Payload, PropertySet, decode, encode
+from werk.sparkplug.datatypes import DataType
+from werk.sparkplug.host import COMMAND_ID, COMMAND_STATUS
+
+G, E, D = "acme", "gw-1", "cnc-1"
+PATH = "acme/berlin/machining/line-1/cell-1/cnc-1"
+
+
+class EdgeNode:
+    """A minimal Sparkplug edge node of the test's own, on a real MQTT connection."""
+
+    def __init__(self, port: int) -> None:
+        self.client = mqtt_client(port)
+        self.commands: queue.Queue[tuple[str, Payload]] = queue.Queue()
+        self.client.on_message = self._on_message
+        self.client.subscribe(f"spBv1.0/{G}/NCMD/{E}", qos=0)
+        self.client.subscribe(f"spBv1.0/{G}/DCMD/{E}/#", qos=0)
+        self.seq = 0
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        self.commands.put((msg.topic, decode(msg.payload)))
+
+    def send(self, kind: str, metrics: tuple[Metric, ...], device: str | None = None, *,
+             seq: int | None = None) -> None:  # fmt: skip
+        topic = f"spBv1.0/{G}/{kind}/{E}" + (f"/{device}" if device else "")
+        if seq is None and kind != "NDEATH":
+            seq, self.seq = self.seq, (self.seq + 1) % 256
+        payload = Payload(timestamp=int(time.time() * 1000), metrics=metrics, seq=seq)
+        self.client.publish(topic, encode(payload), qos=1).wait_for_publish(5)
+
+    def birth(self, bd_seq: int = 0) -> None:
+        self.seq = 0
+        self.send("NBIRTH", (
+            Metric(name="bdSeq", datatype=DataType.UINT64, value=bd_seq),
+            Metric(name="Node Control/Rebirth", datatype=DataType.BOOLEAN, value=False),
+        ))  # fmt: skip
+        writable = PropertySet.of(Writable=(DataType.BOOLEAN, True))
+        self.send("DBIRTH", (
+            Metric(name="Speed", alias=1, datatype=DataType.DOUBLE, value=1000.0),
+            Metric(name="Setpoints/Speed", alias=2, datatype=DataType.DOUBLE, value=1000.0,
+                   properties=writable),
+            Metric(name="Running", alias=3, datatype=DataType.BOOLEAN, value=True),
+        ), D)  # fmt: skip
+
+    def next_command(self, timeout: float = 10) -> tuple[str, Payload]:
+        return self.commands.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def host_settings(tmp_path: Path) -> Settings:
+    routes = [SparkplugRoute(group=G, edge_node=E, device=D, path=PATH)]
+    return make_settings(tmp_path / "data", sparkplug_routes=routes, sparkplug_rebirth_throttle_s=0)
+
+
+@pytest.fixture
+def werk(host_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(Runtime(host_settings), web=False)) as client:
+        yield client
+
+
+@pytest.fixture
+def edge(host_settings: Settings, werk: TestClient) -> Iterator[EdgeNode]:
+    node = EdgeNode(host_settings.mqtt_port)
+    yield node
+    node.close()
+
+
+def _tag(werk: TestClient, tag: str) -> dict[str, Any] | None:
+    response = werk.get(f"/api/v1/tags/{PATH}/{tag}")
+    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+
+def _device_online(werk: TestClient) -> bool:
+    response = werk.get(f"/api/v1/sparkplug/nodes/{G}/{E}")
+    devices = response.json().get("devices", []) if response.status_code == 200 else []
+    return any(d["device"] == D and d["online"] for d in devices)
+
+
+def test_state_is_online_while_werk_runs_and_offline_after(host_settings: Settings) -> None:
+    seen: queue.Queue[dict[str, Any]] = queue.Queue()
+    with TestClient(create_app(Runtime(host_settings), web=False)):
+        watcher = mqtt_client(host_settings.mqtt_port)
+        watcher.on_message = lambda _c, _u, msg: seen.put(orjson.loads(msg.payload))
+        watcher.subscribe("spBv1.0/STATE/werk", qos=1)
+        online = seen.get(timeout=10)
+        assert online["online"] is True
+        assert abs(online["timestamp"] - time.time() * 1000) < 60_000
+        # werk stops its host (publishing STATE offline) before its embedded broker.
+    offline = seen.get(timeout=10)
+    assert offline == {"online": False, "timestamp": online["timestamp"]}
+    watcher.loop_stop()
+
+
+def test_sparkplug_metrics_join_the_namespace_and_historian(werk: TestClient, edge: EdgeNode) -> None:
+    edge.birth()
+    edge.send("DDATA", (Metric(alias=1, value=1234.5, timestamp=int(time.time() * 1000)),), D)
+    tag = wait_until(lambda: (t := _tag(werk, "Speed")) and t["value"] == 1234.5 and t)
+    assert tag["data_type"] == "number" and tag["quality"] == "good"
+    history = werk.get(f"/api/v1/history/{PATH}/Speed").json()
+    assert [p["value"] for p in history["points"]][-2:] == [1000.0, 1234.5]
+    nodes = werk.get("/api/v1/sparkplug/nodes").json()
+    assert nodes[0]["online"] and nodes[0]["bd_seq"] == 0
+    assert [d["device"] for d in nodes[0]["devices"]] == [None, D]
+
+
+def test_a_sequence_gap_sends_a_rebirth_request_by_name(werk: TestClient, edge: EdgeNode) -> None:
+    edge.birth()
+    edge.send("DDATA", (Metric(alias=1, value=1.0),), D, seq=9)
+    topic, payload = edge.next_command()
+    assert topic == f"spBv1.0/{G}/NCMD/{E}"
+    (metric,) = payload.metrics
+    assert (metric.name, metric.alias, metric.value) == ("Node Control/Rebirth", None, True)
+    assert metric.timestamp is not None
+    node = werk.get(f"/api/v1/sparkplug/nodes/{G}/{E}").json()
+    assert node["seq_errors"] == 1 and node["rebirths_requested"] == 1
+
+
+def test_ndeath_makes_metrics_stale_and_a_late_one_is_ignored(werk: TestClient, edge: EdgeNode) -> None:
+    edge.birth(bd_seq=5)
+    wait_until(lambda: _tag(werk, "Speed"))
+    edge.send("NDEATH", (Metric(name="bdSeq", datatype=DataType.UINT64, value=4),))
+    edge.send("DDATA", (Metric(alias=1, value=2.0),), D)  # processed after the late NDEATH
+    wait_until(lambda: (t := _tag(werk, "Speed")) and t["value"] == 2.0)
+    assert _tag(werk, "Speed")["quality"] == "good"  # type: ignore[index]
+    edge.send("NDEATH", (Metric(name="bdSeq", datatype=DataType.UINT64, value=5),))
+    stale = wait_until(lambda: (t := _tag(werk, "Speed")) and t["quality"] == "stale" and t)
+    assert stale["value"] == 2.0
+    node = werk.get(f"/api/v1/sparkplug/nodes/{G}/{E}").json()
+    assert not node["online"] and node["late_deaths"] == 1
+
+
+def test_a_write_from_the_api_reaches_the_edge_and_its_result_comes_back(
+    werk: TestClient, edge: EdgeNode
+) -> None:
+    edge.birth()
+    wait_until(lambda: _device_online(werk))
+
+    def answer() -> None:
+        topic, payload = edge.next_command()
+        assert topic == f"spBv1.0/{G}/DCMD/{E}/{D}"
+        (metric,) = payload.metrics
+        assert (metric.name, metric.value, metric.datatype) == ("Setpoints/Speed", 1500.0, DataType.DOUBLE)
+        assert metric.timestamp is not None and metric.properties is not None
+        command_id = metric.properties.get(COMMAND_ID)
+        assert command_id is not None
+        result = PropertySet.of(**{COMMAND_ID: (DataType.STRING, command_id.value),
+                                   COMMAND_STATUS: (DataType.STRING, "done")})  # fmt: skip
+        edge.send("DDATA", (Metric(alias=2, value=1500.0, properties=result),), D)
+
+    responder = threading.Thread(target=answer)
+    responder.start()
+    response = werk.post("/api/v1/commands", json={"tag": f"{PATH}/Setpoints.Speed", "value": 1500, "wait_s": 10})
+    responder.join(10)
+    assert response.status_code == 200, response.text
+    command = response.json()
+    assert (command["status"], command["result"], command["origin"][:3]) == ("done", 1500.0, "api")
+    log = werk.get("/api/v1/commands").json()
+    assert [c["id"] for c in log] == [command["id"]]
+
+
+def test_writes_are_refused_clearly(werk: TestClient, edge: EdgeNode) -> None:
+    edge.birth()
+    wait_until(lambda: _tag(werk, "Speed"))
+    unknown = werk.post("/api/v1/commands", json={"tag": f"{PATH}/Nope", "value": 1})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_tag"
+    wrong = werk.post("/api/v1/commands", json={"tag": f"{PATH}/Running", "value": "yes"})
+    assert wrong.status_code == 422 and wrong.json()["code"] == "bad_value"
+
+
+def test_a_write_on_a_uns_cmd_topic_reaches_the_edge(
+    werk: TestClient, edge: EdgeNode, host_settings: Settings
+) -> None:
+    edge.birth()
+    wait_until(lambda: _device_online(werk))
+    operator = mqtt_client(host_settings.mqtt_port)
+    topic = f"uns/v1/{PATH}/_cmd/Setpoints.Speed"
+    operator.publish(topic, orjson.dumps({"value": 900.0, "by": "operator-7"}), qos=1).wait_for_publish(5)
+    _topic, payload = edge.next_command()
+    assert payload.metrics[0].value == 900.0
+    log = wait_until(lambda: werk.get("/api/v1/commands").json())
+    assert log[0]["requested_by"] == "operator-7" and log[0]["origin"] == f"uns {topic}"
+    operator.loop_stop()
+
+
+def test_rebirth_button_sends_ncmd(werk: TestClient, edge: EdgeNode) -> None:
+    edge.birth()
+    wait_until(lambda: werk.get("/api/v1/sparkplug/nodes").json())
+    assert werk.post(f"/api/v1/sparkplug/nodes/{G}/{E}/rebirth").status_code == 202
+    topic, payload = edge.next_command()
+    assert topic.endswith(f"NCMD/{E}") and payload.metrics[0].name == "Node Control/Rebirth"
+    assert werk.post(f"/api/v1/sparkplug/nodes/{G}/nope/rebirth").status_code == 404
