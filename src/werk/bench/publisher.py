@@ -4,8 +4,8 @@ It connects (MQTT 5, QoS 1), prepares its messages, prints ``{"ready": true}``, 
 ``go`` on stdin, publishes, waits for the broker's acks, and prints one JSON line of
 figures. Modes: ``single`` and ``batch`` publish `--count` messages as fast as paho
 allows; ``sparkplug`` publishes an NBIRTH, a DBIRTH and `--count` DDATA messages of
-`--metrics` metrics each; ``paced`` publishes single-tag messages at `--rate` for `--seconds`, with a
-probe value carrying its publish time `--probe-hz` times a second.
+`--metrics` metrics each; ``paced`` publishes single-tag messages at `--rate` for
+`--seconds`, with a probe value carrying its publish time `--probe-hz` times a second.
 """
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True, help="the broker's MQTT 5 port")
     parser.add_argument("--root", default="uns/v1")
-    parser.add_argument(
-        "--mode", choices=("single", "batch", "paced", "sparkplug"), required=True
-    )
+    parser.add_argument("--mode", choices=("single", "batch", "paced", "sparkplug"), required=True)
     parser.add_argument("--metrics", type=int, default=100, help="metrics per DDATA (sparkplug)")
     parser.add_argument("--count", type=int, default=0, help="messages (single, batch)")
     parser.add_argument("--offset", type=int, default=0, help="first message number")

@@ -102,7 +102,7 @@ def run_sparkplug_bench(config: SparkplugBenchConfig, console: Console) -> Spark
         _HostBench(config, progress, Path(tmp)).run(report)
         for metrics in (100, 1000):
             report.decode_points_per_s[metrics] = decode_rate(metrics)
-        report.edge = _edge_figures(config, Path(tmp) / "edge")
+        report.edge = _edge_figures(config)
         report.connectors = asyncio.run(_connector_figures(config))
     return report
 
@@ -215,13 +215,13 @@ def _points(host: Any, topic: str, payload: bytes) -> int:
     decoded = host.translate(topic, payload, now_ns()).decoded
     if decoded is None:
         raise Unavailable("a bench message was not translated", code="bench_sparkplug")
-    return len(decoded.samples)
+    return len(decoded)
 
 
-def _edge_figures(config: SparkplugBenchConfig, directory: Path) -> dict[str, float]:
+def _edge_figures(config: SparkplugBenchConfig) -> dict[str, float]:
     from werk.edge.bench import bench_buffer
 
-    return dict(bench_buffer(config.replay_samples, directory))
+    return bench_buffer(config.replay_samples)
 
 
 async def _connector_figures(config: SparkplugBenchConfig) -> dict[str, float]:

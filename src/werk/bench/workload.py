@@ -103,6 +103,8 @@ def sparkplug_messages(metrics: int, count: int, ts_ms: int) -> list[tuple[str, 
     ]  # fmt: skip
     for i in range(count):
         stamp = ts_ms + i + 1
-        data = tuple(Metric(alias=j, value=i + j / metrics, timestamp=stamp) for j in range(metrics))
+        data = tuple(
+            Metric(alias=j, value=i + j / metrics, timestamp=stamp) for j in range(metrics)
+        )
         messages.append((topic, encode(Payload(timestamp=stamp, metrics=data, seq=(i + 2) % 256))))
     return messages

@@ -86,7 +86,14 @@ class EdgeAgent:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         await self._forward.open()
-        await asyncio.gather(*(self._start_connector(c) for c in self._connectors.values()))
+        try:
+            await asyncio.gather(*(self._start_connector(c) for c in self._connectors.values()))
+        except BaseException:
+            for name, connector in self._connectors.items():
+                await connector.stop()
+                await self._commands.remove_device(name)
+            await self._forward.close()
+            raise
         self._update_node_metrics()
         replay = self._forward.replay(lambda: self._live and not self._throttle.pending)
         loops = (self._link_loop(), self._flush_loop(), self._housekeeping(), replay)
@@ -128,7 +135,7 @@ class EdgeAgent:
     def stop_thread(self, timeout_s: float = 30.0) -> None:
         """Stop an agent started with `start_in_thread`."""
         loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+        if loop is None or thread is None or not thread.is_alive():
             return
         asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout_s)
         loop.call_soon_threadsafe(loop.stop)
@@ -155,8 +162,8 @@ class EdgeAgent:
         if device not in self._connectors:
             raise NotFound(f"the edge agent has no device {device!r}", code="unknown_device")
         loop = self._loop
-        if loop is None:
-            raise Unavailable("the edge agent is not started", code="not_started")
+        if loop is None or self._stopping:
+            raise Unavailable("the edge agent is not running", code="not_running")
         if threading.get_ident() == self._loop_thread:
             self._accept(device, readings)
         else:
@@ -255,15 +262,19 @@ class EdgeAgent:
         """One MQTT connection, from CONNECT to its end; True when it was established."""
         assert self._loop is not None
         bd_seq = self._bdseq.next()
+        # Committed before CONNECT: a number may be skipped, but never used twice.
+        await self._forward.io(self._bdseq.commit, bd_seq)
         will = encode(self._node.ndeath(bd_seq, None))
         link = Link(self._config.node, self._node, bd_seq, will, self._loop)
-        if not await link.open(self._unreachable):
-            return False
-        await self._forward.io(self._bdseq.commit, bd_seq)
         self._host_online = self._state_topic is None  # until this session's STATE says so
         link.on_message = self._on_message  # before subscribing: STATE is retained
         try:
-            if not await link.handshake() or self._stopping:
+            if not await link.open(self._unreachable):
+                return False
+            refused = await link.handshake()
+            if refused is not None:
+                self._unreachable(refused)
+            if refused is not None or self._stopping:
                 return False
             self._connected(link)
             await link.closed.wait()
@@ -275,7 +286,7 @@ class EdgeAgent:
     def _unreachable(self, reason: str) -> None:
         if not self._unreachable_logged:
             self._unreachable_logged = True
-            _LOGGER.warning("MQTT broker %s unreachable (%s); buffering and retrying",
+            _LOGGER.warning("MQTT broker %s not available (%s); buffering and retrying",
                             self._config.node.broker_address.url, reason)  # fmt: skip
 
     def _connected(self, link: Link) -> None:

@@ -61,7 +61,7 @@ class Link:
     def _make_client(self, node: EdgeNode, will: bytes) -> paho.Client:
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"werk-edge-{node.group}-{node.edge_node}",
+            client_id=f"werk-edge-{node.group}-{node.edge_node}-{self.bd_seq}",
             protocol=paho.MQTTv311,
             clean_session=True,
         )
@@ -81,29 +81,29 @@ class Link:
         address = self._config.broker_address
         connect = self._client.connect
         keepalive = self._config.keepalive_s
-        try:
-            await asyncio.wait_for(
-                asyncio.to_thread(connect, address.host, address.port, keepalive),
-                CONNECT_TIMEOUT_S + 2,
-            )
-        except (OSError, TimeoutError, ValueError) as exc:
+        try:  # paho's connect_timeout bounds the TCP connect
+            await asyncio.to_thread(connect, address.host, address.port, keepalive)
+        except (OSError, ValueError) as exc:
             unreachable(str(exc) or type(exc).__name__)
             return False
         self._client.loop_start()
         return True
 
-    async def handshake(self) -> bool:
-        """Wait for CONNACK, subscribe to commands (and STATE), wait for SUBACK."""
+    async def handshake(self) -> str | None:
+        """Wait for CONNACK, subscribe to commands (and STATE), wait for SUBACK.
+
+        Return None when the session is ready, else why not.
+        """
         connack = await self._race(self._connack)
-        if connack is None or connack.is_failure:
-            _LOGGER.warning("the broker refused the connection: %s", connack or "no CONNACK")
-            return False
+        if connack is None:
+            return "no CONNACK (the connection closed or timed out)"
+        if connack.is_failure:
+            return f"the broker refused the connection: {connack}"
         self._client.subscribe(self._subscriptions)
         granted = await self._race(self._suback)
         if granted is None or any(code.is_failure for code in granted):
-            _LOGGER.warning("the broker refused the Sparkplug subscriptions: %s", granted)
-            return False
-        return True
+            return f"the broker refused the Sparkplug subscriptions: {granted}"
+        return None
 
     def publish(self, topic: str, payload: bytes) -> bool:
         """Publish at QoS 0, not retained (Sparkplug data and births); False if not sent."""

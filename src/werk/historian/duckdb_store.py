@@ -103,7 +103,7 @@ class DuckDBRawStore:
             return 0
         with self._write_lock, _mapped_errors("write to the historian"):
             cur = self._writer_cursor()
-            if all(t in self._tag_ids for t in rows.tag):
+            if self._tag_ids.keys() >= set(rows.tag):
                 _insert_raw(cur, self._arrow(rows))
                 return len(rows)
             cur.execute("BEGIN TRANSACTION")
@@ -150,7 +150,7 @@ class DuckDBRawStore:
     def _arrow(self, rows: RawColumns) -> pa.Table:
         ids = self._tag_ids
         arrays = [
-            pa.array([ids[t] for t in rows.tag], pa.int32()),
+            pa.array(list(map(ids.__getitem__, rows.tag)), pa.int32()),
             _micros(rows.ts_ns),
             _micros(rows.ingest_ns),
             pa.array(rows.value, pa.float64()),

@@ -23,6 +23,7 @@ class Aggregate(StrEnum):
 
 
 AGGREGATES: Final = tuple(Aggregate)
+_NUMBERS: Final = frozenset({int, float})
 
 
 @dataclass(slots=True)
@@ -78,6 +79,33 @@ class RawColumns:
         self.text.append(other.text[index])
         self.quality.append(other.quality[index])
         self.msg_id.append(other.msg_id[index])
+
+    def extend_columns(
+        self,
+        tags: list[str],
+        stamps: list[int],
+        values: Sequence[bool | int | float | str],
+        quality: int,
+        ingest_ns: int,
+        msg_id: int,
+    ) -> None:
+        """Add the samples of one message given as columns with one quality."""
+        count = len(tags)
+        kinds = set(map(type, values))
+        self.tag.extend(tags)
+        self.ts_ns.extend(stamps)
+        self.ingest_ns.extend([ingest_ns] * count)
+        if kinds <= _NUMBERS:
+            self.value.extend(map(float, values))
+            self.text.extend([None] * count)
+        else:
+            self.value.extend([None if type(v) is str else float(v) for v in values])
+            self.text.extend([v if type(v) is str else None for v in values])
+            if bool in kinds:
+                flags = zip(tags, values, strict=True)
+                self.boolean_tags.update(t for t, v in flags if type(v) is bool)
+        self.quality.extend([quality] * count)
+        self.msg_id.extend([msg_id] * count)
 
     def extend(self, samples: Sequence[SampleRow], ingest_ns: int, msg_id: int) -> None:
         """Add the samples of one message (column-wise, for speed)."""

@@ -23,7 +23,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from werk.core.errors import Conflict, Unavailable, ValidationFailed
+from werk.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from werk.sim.machines import Machine, Reading, State, Value
 from werk.sim.registers import BIT_TABLES, RUNNING, Register, Table, register_map
 
@@ -238,4 +238,11 @@ class ModbusPlantServer:
 
     async def publish(self, machine: Machine, readings: Sequence[Reading], now_ms: int) -> None:
         """Show one sample of `machine` in its unit's registers."""
-        self._by_asset[machine.spec.asset].update(readings)
+        unit = self._by_asset.get(machine.spec.asset)
+        if unit is None:
+            raise NotFound(
+                f"the Modbus server has no unit for {machine.spec.asset}",
+                code="unknown_asset",
+                asset=machine.spec.asset,
+            )
+        unit.update(readings)

@@ -29,7 +29,7 @@ from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
-from werk.core.errors import Conflict, Unavailable, ValidationFailed
+from werk.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from werk.sim.machines import Machine, Reading
 from werk.sim.registers import (
     NAMESPACE_INDEX,
@@ -145,12 +145,11 @@ class OpcUaPlantServer:
         """Show one sample of `machine`, stamped `now_ms`."""
         server = self._running()
         stamp = ua.DateTime.fromtimestamp(now_ms / 1000, UTC)
-        asset = machine.spec.asset
         for reading in readings:
-            node, vtype = self._tags[(asset, reading.tag)]
+            node, vtype = _slot(self._tags, machine, reading.tag)
             await server.write_attribute_value(node, _data_value(reading, vtype, stamp))
         for name, value in machine.setpoints.items():
-            node, vtype = self._setpoints[(asset, name)]
+            node, vtype = _slot(self._setpoints, machine, name)
             shown = server.read_attribute_value(node).Value
             if shown is None or shown.Value != value:
                 await server.write_attribute_value(node, ua.DataValue(ua.Variant(value, vtype)))
@@ -218,6 +217,18 @@ class OpcUaPlantServer:
         vtype = variant_type(name)
         server.set_attribute_value_setter(variable.nodeid, _setter(machine, name, vtype))
         self._setpoints[(machine.spec.asset, name)] = (variable.nodeid, vtype)
+
+
+def _slot(slots: dict[tuple[str, str], _Slot], machine: Machine, name: str) -> _Slot:
+    try:
+        return slots[(machine.spec.asset, name)]
+    except KeyError:
+        raise NotFound(
+            f"the OPC UA server has no variable {name!r} of {machine.spec.asset}",
+            code="unknown_variable",
+            asset=machine.spec.asset,
+            name=name,
+        ) from None
 
 
 def _check_layout(machines: Sequence[Machine]) -> None:

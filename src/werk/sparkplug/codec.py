@@ -7,7 +7,7 @@ only alias and value); with neither, the raw protobuf field is returned (uint32/
 float/double -> float, bool, str, bytes, DataSet, Template) and `datatype` stays None.
 `datatype_of` is asked about top-level metrics only; members of a template carry their own.
 
-Wire conventions (Sparkplug B 3.0, section 6.4.16 "Datatype Details"):
+Wire conventions (Sparkplug B 3.0 specification, chapter "Payloads", "Datatype Details"):
 
 * Signed integers are two's complement in the unsigned `int_value` (Int8/16/32) and `long_value`
   (Int64). werk encodes them width-specific (Int8 -1 -> 0xFF) like pysparkplug and Tahu's Python
@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError
 from werk.core.errors import PayloadError
 from werk.sparkplug import columns, decoder, encoder
 from werk.sparkplug import sparkplug_b_pb2 as pb
+from werk.sparkplug.columns import DataColumns, data_columns
 from werk.sparkplug.payload import (
     DataSet,
     DatatypeLookup,
@@ -47,6 +48,7 @@ from werk.sparkplug.values import REASONS, Fault
 
 __all__ = [
     "REASONS",
+    "DataColumns",
     "DataSet",
     "DatatypeLookup",
     "MetaData",
@@ -57,6 +59,7 @@ __all__ = [
     "PropertySet",
     "PropertyValue",
     "Template",
+    "data_columns",
     "decode",
     "encode",
 ]

@@ -20,10 +20,11 @@ decoder, which also gives the precise error for a bad payload.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from itertools import repeat
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 from google.protobuf.message import DecodeError
 
@@ -137,6 +138,62 @@ def metrics(
         return None
 
 
+class DataColumns(NamedTuple):
+    """A plain data payload as columns: metrics by alias with timestamp and scalar value."""
+
+    timestamp: int | None
+    seq: int | None
+    aliases: list[int]
+    timestamps: list[int | None]
+    values: list[Any]
+
+
+def data_columns(data: bytes, alias_types: Mapping[int, DataType]) -> DataColumns | None:
+    """Decode a payload of plain metrics, all by alias and all typed by `alias_types`.
+
+    None when the payload is anything else (names, flags, an alias `alias_types` lacks, a
+    defect): `decode` then gives the metrics or the precise error.
+    """
+    try:
+        message = pb.Payload.FromString(data)
+    except DecodeError:
+        return None
+    count = len(message.metrics)
+    if count < _MIN_METRICS or message.ByteSize() != len(data):
+        return None
+    try:
+        columns = pb.PayloadColumns.FromString(data).metrics
+        wire = pb.PayloadWireCheck.FromString(data).metrics
+    except DecodeError:
+        return None
+    if any(getattr(wire, field) for field in _WIRE) or not _plain(columns, count):
+        return None
+    if columns.name or columns.datatype or columns.is_historical or columns.is_transient:
+        return None
+    return _typed_columns(message, columns, count, alias_types)
+
+
+def _typed_columns(
+    message: pb.Payload,
+    columns: pb.MetricColumns,
+    count: int,
+    alias_types: Mapping[int, DataType],
+) -> DataColumns | None:
+    aliases = columns.alias[:]
+    if len(aliases) != count or not alias_types.keys() >= set(aliases):
+        return None
+    fields, values = _values(message, columns)
+    if fields is None:
+        return None
+    try:
+        values = _convert(list(map(alias_types.__getitem__, aliases)), fields, values)
+    except Fault:
+        return None
+    timestamp = message.timestamp if message.HasField("timestamp") else None
+    seq = message.seq if message.HasField("seq") else None
+    return DataColumns(timestamp, seq, aliases, _column(columns.timestamp[:], count), values)
+
+
 def _plain(columns: pb.MetricColumns, count: int) -> bool:
     if any(getattr(columns, field) for field in _ABSENT):
         return False
@@ -207,8 +264,10 @@ def _values(message: pb.Payload, columns: pb.MetricColumns) -> tuple[Any, list[A
     present = [(field, values) for field, values in present if values]
     if len(present) == 1:
         return present[0]
-    fields = [item.WhichOneof("value") for item in message.metrics]
-    if None in fields:
+    # Several value fields in use: protobuf tells which one each metric carries.
+    fields: list[str | None] = [item.WhichOneof("value") for item in message.metrics]
+    per_field = Counter(fields)
+    if any(per_field[field] != len(values) for field, values in present):
         return None, []
     pulls = {field: iter(values).__next__ for field, values in present}
     return fields, [pulls[cast(str, field)]() for field in fields]

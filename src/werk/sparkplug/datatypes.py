@@ -73,3 +73,9 @@ QUALITY_PROPERTY: Final = "Quality"
 OPC_GOOD: Final = 192
 OPC_UNCERTAIN: Final = 64
 OPC_BAD: Final = 0
+
+# A write sent by werk carries its command id as a metric property; the edge node's answer
+# (a DATA message with the metric read back) carries the id, a status and on failure an error.
+COMMAND_ID: Final = "werk.command_id"
+COMMAND_STATUS: Final = "werk.command_status"
+COMMAND_ERROR: Final = "werk.command_error"

@@ -20,15 +20,13 @@ from typing import Final, Protocol
 from werk.core.clock import NS_PER_MS, NS_PER_S, now_ns
 from werk.core.errors import PayloadError
 from werk.core.settings import Settings
-from werk.sparkplug.codec import Metric, Payload, Template, decode
-from werk.sparkplug.datatypes import DataType
+from werk.sparkplug.codec import Metric, Payload, data_columns, decode
+from werk.sparkplug.convert import EDGE_PREFIX, in_range, plain_columns, to_samples
+from werk.sparkplug.datatypes import COMMAND_ERROR, COMMAND_ID, COMMAND_STATUS, DataType
 from werk.sparkplug.mapping import UnsMapper
 from werk.sparkplug.samples import (
     bool_property,
     converter,
-    ms_to_ns,
-    quality_of,
-    template_members,
     text_property,
 )
 from werk.sparkplug.state import (
@@ -50,9 +48,6 @@ from werk.uns.translate import Translation
 
 _LOGGER = logging.getLogger(__name__)
 
-COMMAND_ID: Final = "werk.command_id"
-COMMAND_STATUS: Final = "werk.command_status"
-COMMAND_ERROR: Final = "werk.command_error"
 UNIT_PROPERTY: Final = "engUnit"
 WRITABLE_PROPERTY: Final = "Writable"
 _FUTURE_NS: Final = 24 * 3600 * NS_PER_S
@@ -168,6 +163,10 @@ class SparkplugHost:
             return self._node_death(node, raw_topic, payload, received_ns)
         if not node.online:
             return self._before_birth(node, kind, received_ns)
+        if kind.is_data:
+            fast = self._plain_data(node, topic.device, raw_topic, payload, received_ns)
+            if fast is not None:
+                return fast
         message = decode(payload, node.lookup(topic.device))
         self._check_seq(node, message, received_ns)
         if kind is MessageType.DBIRTH:
@@ -192,7 +191,7 @@ class SparkplugHost:
         bd_seq = _bd_seq(message)
         if bd_seq is None:
             raise PayloadError("NBIRTH has no bdSeq metric", code="sparkplug_no_bdseq")
-        node.aliases.clear()
+        node.forget_aliases()
         node.devices.clear()
         node.online, node.bd_seq, node.birth_ns = True, bd_seq, received_ns
         node.seq.reset(message.seq)
@@ -247,9 +246,9 @@ class SparkplugHost:
                 text_property(metric.properties, UNIT_PROPERTY),
                 bool_property(metric.properties, WRITABLE_PROPERTY),
             )  # fmt: skip
+            info.plain = _is_plain(info)
             state.metrics[metric.name] = info
-            if metric.alias is not None:
-                node.aliases[metric.alias] = info
+            node.declare(info)
         return problems
 
     def _node_death(
@@ -310,12 +309,15 @@ class SparkplugHost:
     def _check_seq(self, node: EdgeNodeState, message: Payload, received_ns: int) -> None:
         if message.seq is None:
             raise PayloadError("message has no seq", code="sparkplug_no_seq")
-        outcome = node.seq.observe(message.seq, received_ns)
+        self._check_seq_number(node, message.seq, received_ns)
+
+    def _check_seq_number(self, node: EdgeNodeState, seq: int, received_ns: int) -> None:
+        outcome = node.seq.observe(seq, received_ns)
         if outcome is SeqOutcome.REORDERED:
             node.stats.reordered += 1
         elif outcome in (SeqOutcome.GAP, SeqOutcome.OUT_OF_ORDER):
             node.stats.seq_errors += 1
-            self._rebirth(node, received_ns, f"sequence {outcome.value} at seq {message.seq}")
+            self._rebirth(node, received_ns, f"sequence {outcome.value} at seq {seq}")
 
     def _rebirth(self, node: EdgeNodeState, at_ns: int, why: str) -> None:
         last = node.last_rebirth_request_ns
@@ -348,6 +350,29 @@ class SparkplugHost:
             )
         return self._samples(node, state, topic, payload, message, received_ns, [])
 
+    def _plain_data(
+        self,
+        node: EdgeNodeState,
+        device: str | None,
+        topic: str,
+        payload: bytes,
+        received_ns: int,
+    ) -> Translation | None:
+        """Data of plain metrics only, column-wise; None when the general path must decide."""
+        state = node.devices.get(device)
+        if state is None or not state.online:
+            return None
+        data = data_columns(payload, node.alias_types)
+        if data is None or data.seq is None:
+            return None
+        default_ms = data.timestamp if data.timestamp is not None else received_ns // NS_PER_MS
+        columns = plain_columns(node, data.aliases, data.timestamps, data.values, default_ms,
+                                received_ns)  # fmt: skip
+        if columns is None:
+            return None
+        self._check_seq_number(node, data.seq, received_ns)
+        return Translation(Decoded(_message_id(topic, payload), [], columns))
+
     def _samples(
         self,
         node: EdgeNodeState,
@@ -361,32 +386,17 @@ class SparkplugHost:
         default_ms = (
             message.timestamp if message.timestamp is not None else received_ns // NS_PER_MS
         )
-        samples: list[Sample] = []
-        unknown: list[str] = []
-        historical = False
-        for metric in message.metrics:
-            info = _resolve(node, state, metric)
-            if info is None:
-                unknown.append(str(metric.alias if metric.name is None else metric.name))
-                continue
-            if metric.properties is not None and text_property(metric.properties, COMMAND_ID):
-                self._command_result(metric)
-            historical = historical or metric.is_historical
-            if info.tag_path is None or metric.is_null or metric.value is None:
-                continue
-            if info.name.startswith("Edge/"):
-                node.edge_metrics[info.name] = metric.value
-            ts_ms = metric.timestamp if metric.timestamp is not None else default_ms
-            _append(samples, info, metric, ts_ms)
-        if unknown:
-            node.stats.unknown_aliases += len(unknown)
-            self._rebirth(node, received_ns, f"unknown metrics {', '.join(unknown[:5])}")
-            problems.append(
-                ("sparkplug_unknown_alias", f"metrics not in the birth: {', '.join(unknown[:20])}")
-            )
-        samples = _in_range(samples, received_ns, problems)
-        decoded = Decoded(_message_id(topic, payload), samples)
-        return Translation(decoded, tuple(problems), historical)
+        converted = to_samples(node, state, message.metrics, default_ms, received_ns)
+        for metric in converted.commands:
+            self._command_result(metric)
+        if converted.unknown:
+            unknown = ", ".join(converted.unknown[:20])
+            node.stats.unknown_aliases += len(converted.unknown)
+            self._rebirth(node, received_ns, f"unknown metrics {unknown}")
+            problems.append(("sparkplug_unknown_alias", f"metrics not in the birth: {unknown}"))
+        samples = in_range(converted.samples, received_ns, problems)
+        decoded = Decoded(_message_id(topic, payload), samples, converted.columns)
+        return Translation(decoded, tuple(problems), converted.historical)
 
     def _command_result(self, metric: Metric) -> None:
         props = metric.properties
@@ -397,42 +407,13 @@ class SparkplugHost:
             self._effects.command_result(command_id, status, metric.value, error)
 
 
-def _resolve(node: EdgeNodeState, state: DeviceState, metric: Metric) -> MetricInfo | None:
-    if metric.alias is not None:
-        info = node.aliases.get(metric.alias)
-        if info is not None:
-            return info
-    return state.metrics.get(metric.name) if metric.name is not None else None
-
-
-def _append(samples: list[Sample], info: MetricInfo, metric: Metric, ts_ms: int) -> None:
-    value = metric.value
-    path = info.tag_path
-    assert path is not None
-    if isinstance(value, Template):
-        for member_path, member_ms, member_value, quality in template_members(path, value, ts_ms):
-            samples.append(Sample(member_path, ms_to_ns(member_ms), member_value, quality, None))
-        return
-    convert = converter(info.datatype)
-    if convert is not None:
-        value = convert(value)
-    quality = quality_of(metric.properties) if metric.properties is not None else Quality.GOOD
-    samples.append(Sample(path, ts_ms * NS_PER_MS, value, quality, info.unit))  # type: ignore[arg-type]
-
-
-def _in_range(
-    samples: list[Sample], received_ns: int, problems: list[tuple[str, str]]
-) -> list[Sample]:
-    if not samples:
-        return samples
-    stamps = [s.ts_ns for s in samples]
-    if min(stamps) >= 0 and max(stamps) <= received_ns + _FUTURE_NS:
-        return samples
-    kept = [s for s in samples if 0 <= s.ts_ns <= received_ns + _FUTURE_NS]
-    bad = len(samples) - len(kept)
-    detail = f"{bad} metric timestamps before 1970 or more than 24 h in the future"
-    problems.append(("timestamp_out_of_range", detail))
-    return kept
+def _is_plain(info: MetricInfo) -> bool:
+    return (
+        info.tag_path is not None
+        and info.datatype is not DataType.TEMPLATE
+        and converter(info.datatype) is None
+        and not info.name.startswith(EDGE_PREFIX)
+    )
 
 
 def _bd_seq(message: Payload) -> int | None:

@@ -83,6 +83,7 @@ class MetricInfo:
     tag_path: str | None
     unit: str | None = None
     writable: bool | None = None
+    plain: bool = False  # a scalar UNS tag whose values are stored as they come
 
 
 @dataclass(slots=True)
@@ -124,6 +125,9 @@ class EdgeNodeState:
     death_ns: int | None = None
     last_rebirth_request_ns: int | None = None
     aliases: dict[int, MetricInfo] = field(default_factory=dict)
+    alias_types: dict[int, DataType] = field(default_factory=dict)
+    plain_paths: dict[int, str] = field(default_factory=dict)  # alias -> tag path
+    plain_units: dict[int, str | None] = field(default_factory=dict)
     devices: dict[str | None, DeviceState] = field(default_factory=dict)
     edge_metrics: dict[str, Any] = field(default_factory=dict)
     stats: NodeStats = field(default_factory=NodeStats)
@@ -147,6 +151,26 @@ class EdgeNodeState:
 
         return datatype_of
 
+    def declare(self, info: MetricInfo) -> None:
+        """Register a metric's alias from a birth."""
+        if info.alias is None:
+            return
+        self.aliases[info.alias] = info
+        self.alias_types[info.alias] = info.datatype
+        if info.plain and info.tag_path is not None:
+            self.plain_paths[info.alias] = info.tag_path
+            self.plain_units[info.alias] = info.unit
+        else:
+            self.plain_paths.pop(info.alias, None)
+            self.plain_units.pop(info.alias, None)
+
+    def forget_aliases(self) -> None:
+        """Drop every alias (a new NBIRTH follows)."""
+        self.aliases.clear()
+        self.alias_types.clear()
+        self.plain_paths.clear()
+        self.plain_units.clear()
+
     def forget_device_aliases(self, device: str | None) -> None:
         """Drop the aliases a device declared (before it is born again)."""
         state = self.devices.get(device)
@@ -155,3 +179,6 @@ class EdgeNodeState:
         for info in state.metrics.values():
             if info.alias is not None and self.aliases.get(info.alias) is info:
                 del self.aliases[info.alias]
+                del self.alias_types[info.alias]
+                self.plain_paths.pop(info.alias, None)
+                self.plain_units.pop(info.alias, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import orjson
@@ -36,7 +37,7 @@ def command_read(record: CommandRecord) -> CommandRead:
     """One command of the log."""
     return CommandRead(
         id=record.id, tag=record.tag_path, metric=record.metric, topic=record.topic,
-        value=orjson.loads(record.value_json), status=record.status,  # type: ignore[arg-type]
+        value=orjson.loads(record.value_json), status=record.status,
         requested=to_datetime(record.requested_ns), requested_by=record.requested_by,
         origin=record.origin, completed=_time(record.completed_ns),
         result=None if record.result_json is None else orjson.loads(record.result_json),
@@ -60,8 +61,8 @@ def _metric(info: MetricInfo) -> MetricRead:
     )  # fmt: skip
 
 
-def _sorted(devices: object) -> list[DeviceState]:
-    return sorted(devices, key=lambda d: d.device or "")  # type: ignore[call-overload]
+def _sorted(devices: Iterable[DeviceState]) -> list[DeviceState]:
+    return sorted(devices, key=lambda d: d.device or "")
 
 
 def _plain(value: object) -> bool:

@@ -150,11 +150,43 @@ class Sample(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class SampleColumns:
+    """Samples of one message in column form: equally long lists, one quality for all.
+
+    Translators of busy protocols hand over plain data this way; the writer appends the
+    columns to the historian and folds them into the namespace without a tuple per sample.
+    """
+
+    tags: list[str]
+    ts_ns: list[int]
+    values: list[bool | int | float | str]
+    quality: Quality
+    units: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def rows(self) -> list[Sample]:
+        """The same samples as tuples."""
+        qualities = [self.quality] * len(self.tags)
+        columns = (self.tags, self.ts_ns, self.values, qualities, self.units)
+        return list(map(Sample, *columns))
+
+
+@dataclass(frozen=True, slots=True)
 class Decoded:
-    """The samples of one message and the id that identifies the message."""
+    """The samples of one message and the id that identifies the message.
+
+    Samples come as tuples (`samples`), as columns (`columns`), or both. Columns are only
+    given by a translator that keeps every tag's type consistent itself.
+    """
 
     message_id: int
     samples: list[Sample]
+    columns: SampleColumns | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples) + (0 if self.columns is None else len(self.columns))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Final
 
 import orjson
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.clock import NS_PER_S
 from werk.core.errors import NotFound, PayloadError
-from werk.uns.contracts import Decoded, Quality, Sample
+from werk.uns.contracts import Decoded, Quality, Sample, SampleColumns
 from werk.uns.models import TagRecord
 from werk.uns.topics import matches
 
@@ -132,22 +134,20 @@ class Namespace:
         """Record the samples of many messages; return how many samples there were.
 
         Samples are first folded per tag (newest source time wins), so the registry is
-        touched once per tag and batch rather than once per sample.
+        touched once per tag and batch rather than once per sample. Samples given as
+        columns (in-order live data) fold by arrival: the last one received wins.
         """
         folded: dict[str, _Fold] = {}
+        columnar: list[tuple[Decoded, int]] = []
         count = 0
         for decoded, ingest_ns in messages:
-            msg_id = decoded.message_id
-            for sample in decoded.samples:
-                fold = folded.get(sample.tag_path)
-                if fold is None:
-                    folded[sample.tag_path] = _Fold(sample, ingest_ns, msg_id, ingest_ns)
-                    continue
-                fold.count += 1
-                fold.last_ingest_ns = ingest_ns
-                if sample.ts_ns >= fold.sample.ts_ns:
-                    fold.sample, fold.ingest_ns, fold.msg_id = sample, ingest_ns, msg_id
-            count += len(decoded.samples)
+            _fold_rows(folded, decoded, ingest_ns)
+            if decoded.columns is not None:
+                columnar.append((decoded, ingest_ns))
+            count += len(decoded)
+        if columnar:
+            for path, fold in _fold_columns(columnar).items():
+                _merge(folded, path, fold)
         with self._lock:
             for path, fold in folded.items():
                 self._apply(path, fold)
@@ -245,6 +245,60 @@ class Namespace:
                 self._dirty |= dirty
             raise
         return len(rows)
+
+
+def _fold_rows(folded: dict[str, _Fold], decoded: Decoded, ingest_ns: int) -> None:
+    msg_id = decoded.message_id
+    for sample in decoded.samples:
+        fold = folded.get(sample.tag_path)
+        if fold is None:
+            folded[sample.tag_path] = _Fold(sample, ingest_ns, msg_id, ingest_ns)
+            continue
+        fold.count += 1
+        fold.last_ingest_ns = ingest_ns
+        if sample.ts_ns >= fold.sample.ts_ns:
+            fold.sample, fold.ingest_ns, fold.msg_id = sample, ingest_ns, msg_id
+
+
+def _fold_columns(messages: list[tuple[Decoded, int]]) -> dict[str, _Fold]:
+    """Fold column samples with dictionary and counter updates (no loop per sample)."""
+    latest: dict[str, tuple[int, int]] = {}
+    counts: Counter[str] = Counter()
+    firsts: dict[str, int] = {}
+    for index, (decoded, _) in enumerate(messages):
+        tags = _columns(decoded).tags
+        rows = zip(repeat(index), range(len(tags)), strict=False)
+        latest.update(zip(tags, rows, strict=True))
+        counts.update(tags)
+    for decoded, ingest_ns in reversed(messages):
+        firsts.update(zip(_columns(decoded).tags, repeat(ingest_ns), strict=False))
+    folded = {}
+    for path, (index, row) in latest.items():
+        decoded, ingest_ns = messages[index]
+        cols = _columns(decoded)
+        sample = Sample(path, cols.ts_ns[row], cols.values[row], cols.quality, cols.units[row])
+        fold = _Fold(sample, ingest_ns, decoded.message_id, firsts[path])
+        fold.last_ingest_ns, fold.count = ingest_ns, counts[path]
+        folded[path] = fold
+    return folded
+
+
+def _columns(decoded: Decoded) -> SampleColumns:
+    assert decoded.columns is not None
+    return decoded.columns
+
+
+def _merge(folded: dict[str, _Fold], path: str, fold: _Fold) -> None:
+    """Combine a column fold with a row fold of the same tag and batch."""
+    other = folded.get(path)
+    if other is None:
+        folded[path] = fold
+        return
+    newest = fold if fold.sample.ts_ns >= other.sample.ts_ns else other
+    newest.count = fold.count + other.count
+    newest.first_ingest_ns = min(fold.first_ingest_ns, other.first_ingest_ns)
+    newest.last_ingest_ns = max(fold.last_ingest_ns, other.last_ingest_ns)
+    folded[path] = newest
 
 
 def _insert(node: TreeNode, parts: list[str]) -> None:

@@ -309,6 +309,12 @@ class HistorianWriter:
         self._seen.add(decoded.message_id, message.received_ns)
         batch.accepted.append((decoded, message.received_ns))
         rows.extend(decoded.samples, message.received_ns, decoded.message_id)
+        columns = decoded.columns
+        if columns is not None:  # typed by the translator: no type checks here
+            rows.extend_columns(
+                columns.tags, columns.ts_ns, columns.values, int(columns.quality),
+                message.received_ns, decoded.message_id,
+            )  # fmt: skip
         self._namespace.note_types(decoded.samples, batch.types)
 
     def _decode(self, topic: UnsTopic, message: Received, batch_types: dict[str, str]) -> Decoded:

@@ -106,7 +106,10 @@ class EdgeView:
         if service is None:
             self._host.set_text("The Sparkplug host is disabled (setting sparkplug_enabled).")
             return
-        nodes, commands = await run.io_bound(self._load)
+        loaded = await run.io_bound(self._load)
+        if loaded is None:
+            return
+        nodes, commands = loaded
         self._host.set_text(f"Host id {service.host_id} · {count_of(len(nodes), 'edge node')}")
         self._empty.set_visibility(not nodes)
         self._nodes.rows = [_node_row(n) for n in nodes]

@@ -189,12 +189,12 @@ class Host:
 
 
 class Proxy:
-    """A TCP relay to the broker whose connections the test can cut like a broken network."""
+    """A TCP relay to the broker that the test can break like a network."""
 
     def __init__(self, upstream: int) -> None:
         self.port = free_port()
         self._upstream = upstream
-        self._sockets: list[socket.socket] = []
+        self._pairs: list[_Pair] = []
         self._listener = socket.create_server(("127.0.0.1", self.port))
         self._listener.settimeout(0.2)
         self._running = True
@@ -207,21 +207,27 @@ class Proxy:
                 inbound, _ = self._listener.accept()
             except TimeoutError:
                 continue
-            outbound = socket.create_connection(("127.0.0.1", self._upstream), timeout=5)
+            try:
+                outbound = socket.create_connection(("127.0.0.1", self._upstream), timeout=5)
+            except OSError:  # the broker is down: so is the relayed connection
+                inbound.close()
+                continue
+            inbound.settimeout(None)
             outbound.settimeout(None)
-            self._sockets += [inbound, outbound]
-            for a, b in ((inbound, outbound), (outbound, inbound)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+            pair = _Pair(inbound, outbound)
+            self._pairs.append(pair)
+            pair.start()
 
     def cut(self) -> None:
-        """Reset every relayed connection (no FIN, no DISCONNECT)."""
-        sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                )
-                sock.close()
+        """Close every relayed connection on both sides (no MQTT DISCONNECT)."""
+        pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            pair.close()
+
+    def blackhole(self) -> None:
+        """Silently drop everything on the current connections, like a dead network path."""
+        for pair in self._pairs:
+            pair.dead = True
 
     def close(self) -> None:
         """Stop relaying."""
@@ -231,12 +237,27 @@ class Proxy:
         self.cut()
 
 
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            target.sendall(data)
-    for sock in (source, target):
+class _Pair:
+    def __init__(self, inbound: socket.socket, outbound: socket.socket) -> None:
+        self.sockets = (inbound, outbound)
+        self.dead = False
+
+    def start(self) -> None:
+        inbound, outbound = self.sockets
+        for source, target in ((inbound, outbound), (outbound, inbound)):
+            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
         with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not self.dead:
+                    target.sendall(data)
+        self.close()
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
 
@@ -326,13 +347,13 @@ def test_ndeath_will_carries_the_bdseq_of_the_nbirth(
     host.online()
     proxy = Proxy(broker.mqtt_port)
     try:
-        agents.append(agent := make_agent(tmp_path, proxy.port))
+        agents.append(agent := make_agent(tmp_path, proxy.port, keepalive_s=2))
         (first,) = wait_until(lambda: host.messages(MessageType.NBIRTH))
         born = _metrics(first)["bdSeq"].value
         proxy.cut()
         (death,) = wait_until(lambda: host.messages(MessageType.NDEATH), timeout=20)
         assert _metrics(death)["bdSeq"].value == born
-        assert death.payload.seq is None
+        assert (death.payload.seq, death.payload.timestamp) == (None, None)  # the Will
         births = wait_until(lambda: len(b := host.messages(MessageType.NBIRTH)) == 2 and b)
         assert _metrics(births[1])["bdSeq"].value == (born + 1) % 256 == agent.status().bdseq
     finally:
@@ -347,11 +368,15 @@ def test_a_rebirth_request_repeats_the_births_at_most_once_a_second(
     (first,) = wait_until(lambda: host.messages(MessageType.NBIRTH))
     rebirth = Metric(name="Node Control/Rebirth", datatype=DataType.BOOLEAN, value=True)
     host.command(MessageType.NCMD, None, rebirth)
+    wait_until(lambda: len(host.messages(MessageType.NBIRTH)) == 2)
     host.command(MessageType.NCMD, None, rebirth)
+    host.command(MessageType.NCMD, None, rebirth)  # coalesces with the one before
     births = wait_until(lambda: len(b := host.messages(MessageType.NBIRTH)) == 3 and b)
     assert [_metrics(b)["bdSeq"].value for b in births] == [_metrics(first)["bdSeq"].value] * 3
     assert [b.payload.seq for b in births] == [0, 0, 0]
     assert births[2].at - births[1].at >= 0.9  # throttled, not dropped
+    time.sleep(1.2)
+    assert len(host.messages(MessageType.NBIRTH)) == 3
     assert len(host.messages(MessageType.DBIRTH)) == 3
 
 

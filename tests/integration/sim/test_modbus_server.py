@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
 from tests.conftest import free_port
 
+from werk.core.errors import Unavailable
 from werk.sim import Machine, Reading, demo_machines
 from werk.sim.machines import DISABLED, MachineKind
 from werk.sim.modbus_server import ModbusPlantServer
@@ -283,3 +285,17 @@ def test_stop_closes_the_port() -> None:
         return port
 
     asyncio.run(body())
+
+
+def test_a_taken_port_is_reported() -> None:
+    async def body(port: int) -> None:
+        server = ModbusPlantServer(demo_machines()[:1], port)
+        with pytest.raises(Unavailable) as caught:
+            await server.start()
+        assert caught.value.code == "port_in_use"
+        assert not server.running
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        asyncio.run(body(taken.getsockname()[1]))

@@ -13,14 +13,13 @@ import orjson
 import paho.mqtt.client as paho
 import pytest
 from fastapi.testclient import TestClient
-
 from tests.conftest import make_settings, mqtt_client, wait_until
+
 from werk.api import create_app
 from werk.core.settings import Settings, SparkplugRoute
 from werk.runtime import Runtime
 from werk.sparkplug.codec import Metric, Payload, PropertySet, decode, encode
-from werk.sparkplug.datatypes import DataType
-from werk.sparkplug.host import COMMAND_ID, COMMAND_STATUS
+from werk.sparkplug.datatypes import COMMAND_ID, COMMAND_STATUS, DataType
 
 G, E, D = "acme", "gw-1", "cnc-1"
 PATH = "acme/berlin/machining/line-1/cell-1/cnc-1"
@@ -115,7 +114,9 @@ def test_state_is_online_while_werk_runs_and_offline_after(host_settings: Settin
     watcher.loop_stop()
 
 
-def test_sparkplug_metrics_join_the_namespace_and_historian(werk: TestClient, edge: EdgeNode) -> None:
+def test_sparkplug_metrics_join_the_namespace_and_historian(
+    werk: TestClient, edge: EdgeNode
+) -> None:
     edge.birth()
     edge.send("DDATA", (Metric(alias=1, value=1234.5, timestamp=int(time.time() * 1000)),), D)
     tag = wait_until(lambda: (t := _tag(werk, "Speed")) and t["value"] == 1234.5 and t)
@@ -139,7 +140,9 @@ def test_a_sequence_gap_sends_a_rebirth_request_by_name(werk: TestClient, edge: 
     assert node["seq_errors"] == 1 and node["rebirths_requested"] == 1
 
 
-def test_ndeath_makes_metrics_stale_and_a_late_one_is_ignored(werk: TestClient, edge: EdgeNode) -> None:
+def test_ndeath_makes_metrics_stale_and_a_late_one_is_ignored(
+    werk: TestClient, edge: EdgeNode
+) -> None:
     edge.birth(bd_seq=5)
     wait_until(lambda: _tag(werk, "Speed"))
     edge.send("NDEATH", (Metric(name="bdSeq", datatype=DataType.UINT64, value=4),))
@@ -163,7 +166,11 @@ def test_a_write_from_the_api_reaches_the_edge_and_its_result_comes_back(
         topic, payload = edge.next_command()
         assert topic == f"spBv1.0/{G}/DCMD/{E}/{D}"
         (metric,) = payload.metrics
-        assert (metric.name, metric.value, metric.datatype) == ("Setpoints/Speed", 1500.0, DataType.DOUBLE)
+        assert (metric.name, metric.value, metric.datatype) == (
+            "Setpoints/Speed",
+            1500.0,
+            DataType.DOUBLE,
+        )
         assert metric.timestamp is not None and metric.properties is not None
         command_id = metric.properties.get(COMMAND_ID)
         assert command_id is not None
@@ -173,7 +180,9 @@ def test_a_write_from_the_api_reaches_the_edge_and_its_result_comes_back(
 
     responder = threading.Thread(target=answer)
     responder.start()
-    response = werk.post("/api/v1/commands", json={"tag": f"{PATH}/Setpoints.Speed", "value": 1500, "wait_s": 10})
+    response = werk.post(
+        "/api/v1/commands", json={"tag": f"{PATH}/Setpoints.Speed", "value": 1500, "wait_s": 10}
+    )
     responder.join(10)
     assert response.status_code == 200, response.text
     command = response.json()
@@ -198,7 +207,9 @@ def test_a_write_on_a_uns_cmd_topic_reaches_the_edge(
     wait_until(lambda: _device_online(werk))
     operator = mqtt_client(host_settings.mqtt_port)
     topic = f"uns/v1/{PATH}/_cmd/Setpoints.Speed"
-    operator.publish(topic, orjson.dumps({"value": 900.0, "by": "operator-7"}), qos=1).wait_for_publish(5)
+    operator.publish(
+        topic, orjson.dumps({"value": 900.0, "by": "operator-7"}), qos=1
+    ).wait_for_publish(5)
     _topic, payload = edge.next_command()
     assert payload.metrics[0].value == 900.0
     log = wait_until(lambda: werk.get("/api/v1/commands").json())

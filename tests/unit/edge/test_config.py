@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from werk.cli.edge import edge_app
 from werk.core.errors import ValidationFailed
 from werk.edge.buffer import DropPolicy
 from werk.edge.config import BufferConfig, EdgeConfig, NodeConfig, load_config
@@ -138,3 +140,22 @@ def test_the_python_constructor_builds_the_same_config(tmp_path: Path) -> None:
     )
     assert config.node.broker_address.port == 1884
     assert config.buffer.path == tmp_path / "b"
+
+
+def test_werk_edge_check_lists_devices_and_tags(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text(EXAMPLE)
+    result = CliRunner().invoke(edge_app, ["check", "--config", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "acme/berlin-gw-1 -> mqtt://edge@127.0.0.1:1883" in result.output
+    assert "s3cret" not in result.output
+    assert "press-1" in result.output and "Pressure" in result.output and "FLOAT" in result.output
+    assert "browsed below ns=2;s=Machine" in result.output
+
+
+def test_werk_edge_check_reports_a_bad_file_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text(EXAMPLE.replace("keepalive_s = 10", "keepalive_s = -1"))
+    result = CliRunner().invoke(edge_app, ["check", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "node.keepalive_s" in result.output

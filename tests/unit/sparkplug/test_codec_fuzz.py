@@ -15,8 +15,8 @@ from werk.sparkplug.codec import Metric, Payload, decode, encode
 from werk.sparkplug.datatypes import DataType
 from werk.sparkplug.values import Fault
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MANY = settings(max_examples=1000, deadline=None)
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=500, deadline=None)
 
 # A lookup that claims a datatype for some aliases, as a birth would.
 lookups = st.none() | st.dictionaries(

@@ -9,6 +9,9 @@ from typing import Any
 import orjson
 import pytest
 from tests.conftest import make_settings
+
+from werk.core.errors import PayloadError
+from werk.core.settings import SparkplugRoute
 from werk.sparkplug.codec import (
     DataSet,
     Metric,
@@ -17,11 +20,8 @@ from werk.sparkplug.codec import (
     Template,
     encode,
 )
-
-from werk.core.errors import PayloadError
-from werk.core.settings import SparkplugRoute
-from werk.sparkplug.datatypes import QUALITY_PROPERTY, DataType
-from werk.sparkplug.host import COMMAND_ID, COMMAND_STATUS, SparkplugHost
+from werk.sparkplug.datatypes import COMMAND_ID, COMMAND_STATUS, QUALITY_PROPERTY, DataType
+from werk.sparkplug.host import SparkplugHost
 from werk.sparkplug.state import EdgeNodeState
 from werk.uns.contracts import Quality, Sample
 from werk.uns.translate import Translation
@@ -123,8 +123,10 @@ def _ddata(host: SparkplugHost, seq: int, *metrics: Metric, at_ns: int = NOW_NS)
 
 
 def _by_tag(translation: Translation) -> dict[str, Sample]:
-    assert translation.decoded is not None
-    return {s.tag_path: s for s in translation.decoded.samples}
+    decoded = translation.decoded
+    assert decoded is not None
+    rows = decoded.samples + ([] if decoded.columns is None else decoded.columns.rows())
+    return {s.tag_path: s for s in rows}
 
 
 def test_births_and_data_become_uns_samples_under_the_mapped_paths(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_same_payload_on_another_tag_is_another_message() -> None:
 
 def test_every_contract_publishes_a_json_schema() -> None:
     names = {c.name for c in CONTRACTS}
-    assert names == {"value/v1", "batch/v1"}
+    assert names == {"value/v1", "batch/v1", "cmd/v1"}
     assert all(c.json_schema()["type"] == "object" for c in CONTRACTS)
 
 
@@ -128,3 +128,19 @@ def test_arbitrary_bytes_never_crash_the_decoder(payload: bytes) -> None:
             assert exc.code and exc.message
         else:
             assert decoded.samples
+
+
+def test_a_command_carries_its_value_and_who_asked() -> None:
+    from werk.uns.contracts import decode_command
+
+    topic = parse_topic("uns/v1/acme/berlin/machining/line-1/cell-1/cnc-1/_cmd/speed_setpoint")
+    command = decode_command(topic, b'{"value": 9000, "by": "line-lead"}', 1, "uns/v1")
+    assert (command.tag_path, command.value, command.requested_by) == (
+        "acme/berlin/machining/line-1/cell-1/cnc-1/speed_setpoint",
+        9000,
+        "line-lead",
+    )
+    bare = decode_command(topic, b"true", 1, "uns/v1")
+    assert bare.value is True and bare.requested_by == "uns"
+    with pytest.raises(PayloadError):
+        decode_command(topic, b'{"value": null}', 1, "uns/v1")
