@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from tests.conftest import LiveServer, make_settings, publish, require, wait_until
 from tests.e2e.web_support import (
     BAD_TOPIC,
+    CELL,
     CHROMIUM,
     CHROMIUM_ARGS,
     SPEED,
@@ -21,6 +22,9 @@ from tests.e2e.web_support import (
     TORQUE,
     WerkApi,
 )
+from tests.sparkplug_edge import D, E, G
+
+from werk.core.settings import SparkplugRoute
 
 WAIT_S = 20.0
 
@@ -28,7 +32,8 @@ WAIT_S = 20.0
 @pytest.fixture(scope="session")
 def werk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WerkApi]:
     """Serve one werk with the web UI over real HTTP for the whole session."""
-    settings = make_settings(tmp_path_factory.mktemp("werk"))
+    route = SparkplugRoute(group=G, edge_node=E, device=D, path=f"{CELL}/{D}")
+    settings = make_settings(tmp_path_factory.mktemp("werk"), sparkplug_routes=[route])
     with (
         LiveServer(settings, web=True) as server,
         httpx.Client(base_url=server.url, timeout=10.0) as http,

@@ -59,7 +59,8 @@ class EdgeAgent:
         self._forward = Forwarder(config, self._node, self._publish, self._counters)
         self._bdseq = BdSeq(config.buffer.path / "bdseq")
         self._connectors: dict[str, Connector[Any]] = {}
-        for connector in [*(build_connector(c) for c in config.connectors), *connectors]:
+        built = [build_connector(c) for c in config.connectors if c.enabled]
+        for connector in [*built, *connectors]:
             if connector.name in self._connectors:
                 raise Conflict(f"two connectors are named {connector.name!r}", code="duplicate")
             self._connectors[connector.name] = connector
@@ -109,7 +110,13 @@ class EdgeAgent:
         if self._loop is None or self._stopping:
             return
         self._stopping = True
-        await asyncio.gather(*(self.remove_connector(n) for n in list(self._connectors)))
+        names = list(self._connectors)
+        outcomes = await asyncio.gather(
+            *(self.remove_connector(n) for n in names), return_exceptions=True
+        )
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                _LOGGER.warning("%s: stopping the connector failed: %s", name, outcome)
         link_loop, *others = self._tasks
         await _cancel([*others, *self._leaving])
         await self._flush()

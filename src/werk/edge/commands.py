@@ -27,6 +27,7 @@ from werk.edge.node import (
     REBIRTH,
     EdgeNode,
     fit_value,
+    wire_datatype,
 )
 from werk.sparkplug.codec import DatatypeLookup, Metric, Payload, PropertySet, decode
 from werk.sparkplug.datatypes import DataType
@@ -46,7 +47,7 @@ class Command(NamedTuple):
     device: str
     name: str
     spec: TagSpec | None
-    value: Value | None
+    value: object  # as decoded; None for a null metric
     command_id: str | None
 
 
@@ -84,7 +85,7 @@ def parse_dcmd(node: EdgeNode, device: str, payload: Payload) -> list[Command]:
         value = None if metric.is_null else metric.value
         shown = name if name is not None else f"alias {metric.alias}"
         command_id = _text(metric.properties, COMMAND_ID)
-        commands.append(Command(device, shown, spec, value, command_id))  # type: ignore[arg-type]
+        commands.append(Command(device, shown, spec, value, command_id))
     return commands
 
 
@@ -106,7 +107,7 @@ def command_result(
         fitted = fit_value(spec.datatype, value)
         metric = Metric(
             alias=node.alias(command.device, spec.name), timestamp=now_ms,
-            datatype=spec.datatype, value=fitted, is_null=fitted is None,
+            datatype=wire_datatype(spec.datatype, fitted), value=fitted, is_null=fitted is None,
         )  # fmt: skip
     metric = replace(metric, properties=PropertySet.of(**props))
     return node.data((metric,), now_ms)
@@ -225,7 +226,10 @@ class CommandRunner:
             return None, f"{command.device} has no metric {command.name!r}"
         current = self._node.current(command.device, spec.name)
         last = None if current is None else current.value
-        value = fit_value(spec.datatype, command.value)
+        if command.value is None:
+            return last, "a null value cannot be written"
+        scalar = command.value if isinstance(command.value, bool | int | float | str) else None
+        value = fit_value(spec.datatype, scalar)
         if value is None:
             return last, f"{command.value!r} is not a valid {spec.datatype.name} value"
         connector = self._connectors.get(command.device)

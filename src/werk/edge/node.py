@@ -1,4 +1,4 @@
-"""The Sparkplug B 3.0 edge-node protocol: births, deaths, data, commands (no I/O).
+"""The Sparkplug B 3.0 edge-node protocol: births, deaths and data (no I/O).
 
 `EdgeNode` keeps what the protocol needs between messages: the devices and their tag
 specs, one alias per metric (unique across the node and stable for the life of the
@@ -208,8 +208,10 @@ class EdgeNode:
         return None if state is None else state.specs.get(tag)
 
     def accept(self, device: str, readings: Sequence[Reading]) -> tuple[list[Reading], list[str]]:
-        """Readings of declared tags with values fitted to their datatypes (remembered as
-        current values), and the names of undeclared tags."""
+        """Fit readings to their tags' datatypes and keep them as current values.
+
+        Returns the fitted readings and the names of tags the device has not declared.
+        """
         state = self._devices[device]
         accepted: list[Reading] = []
         unknown: list[str] = []
@@ -383,7 +385,7 @@ def _data_metric(
     return Metric(
         alias=alias,
         timestamp=ts_ms,
-        datatype=_wire_datatype(datatype, value),
+        datatype=wire_datatype(datatype, value),
         value=value,
         is_null=value is None,
         is_historical=historical,
@@ -391,11 +393,13 @@ def _data_metric(
     )
 
 
-def _wire_datatype(datatype: DataType, value: Value | None) -> DataType | None:
-    """Data messages omit the datatype, except where the value's Python type alone would put
-    it in another protobuf field than the birth's datatype does (Float, 64-bit integers,
-    DateTime, negative integers)."""
-    if value is None or datatype in _IMPLIED or (datatype in _SMALL_INTS and value >= 0):  # type: ignore[operator]
+def wire_datatype(datatype: DataType, value: Value | None) -> DataType | None:
+    """The datatype a data message must carry: none, unless the value's Python type alone
+    would put it in another protobuf field than the birth's datatype does (Float, 64-bit
+    integers, DateTime, negative integers)."""
+    if value is None or datatype in _IMPLIED:
+        return None
+    if datatype in _SMALL_INTS and isinstance(value, int) and value >= 0:
         return None
     return datatype
 

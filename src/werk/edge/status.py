@@ -22,7 +22,6 @@ class Counters:
     replayed_samples: int = 0  # samples published from the buffer (historical)
     buffered_samples: int = 0  # samples written to the buffer
     dropped_samples: int = 0  # samples given up outside the buffer's own bounds
-    commands: int = 0  # DCMD metrics handled
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import contextlib
 import queue
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pysparkplug as ps
@@ -20,17 +21,25 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import make_settings, wait_until
 from tests.integration.sparkplug.interop_support import (
+    MemoryDevice,
     Recorder,
     SparkplugClient,
     bd_seq_of,
     connected,
     edge_topic,
+    metrics_by_name,
     publish_by_alias,
 )
 
 from werk.api import create_app
+from werk.core.clock import now_ns
 from werk.core.settings import Settings, SparkplugRoute
+from werk.edge.agent import EdgeAgent
+from werk.edge.config import BufferConfig, EdgeConfig, NodeConfig
+from werk.edge.model import Reading, TagSpec
 from werk.runtime import Runtime
+from werk.sparkplug.datatypes import DataType
+from werk.uns.contracts import Quality
 
 GROUP = "interop"
 DT = ps.DataType
@@ -294,14 +303,16 @@ def test_a_rebirth_request_from_werk_is_an_ncmd_pysparkplug_decodes(
     assert metric.timestamp is not None
     assert abs(command.payload.timestamp - ps.get_current_timestamp()) < 60_000
 
-    # The one way a pysparkplug node is born again: a new session with the next bdSeq.
+    # What a pysparkplug application can do about it: start its node again, which is
+    # a new session with the next bdSeq.
     peer.node.disconnect()
-    peer.node.connect("127.0.0.1", port=werk_settings.mqtt_port, keepalive=10)
-    births = wait_until(lambda: len(b := peer.recorder.messages(MT.NBIRTH)) == 2 and b)
-    reborn = bd_seq_of(births[1])
-    assert reborn != peer.bd_seq
-    wait_until(lambda: _node(werk, "ps-rebirth")["bd_seq"] == reborn)
-    assert _node(werk, "ps-rebirth")["online"]
+    again = Peer(stack, werk_settings.mqtt_port, "ps-rebirth",
+                 [ps.Metric(now + 1, "Temperature", DT.DOUBLE, 18.5, alias=1)])  # fmt: skip
+    assert again.bd_seq != peer.bd_seq
+    node = wait_until(lambda: (n := _node(werk, "ps-rebirth"))["bd_seq"] == again.bd_seq and n)
+    assert node["online"] and node["seq_errors"] == 0
+    path = "acme/interop/edge/ps-rebirth/node/Temperature"
+    wait_until(lambda: (t := _tag(werk, path)) and t["value"] == 18.5)
 
 
 def test_pysparkplug_ddata_without_a_device_id_is_quarantined_not_lost(
@@ -326,3 +337,141 @@ def test_pysparkplug_ddata_without_a_device_id_is_quarantined_not_lost(
     (record,) = wait_until(quarantined)
     assert record["reason"] == "sparkplug_topic"
     assert _tag(werk, "acme/interop/edge/ps-quirk/belt-1/Speed")["value"] == 10.0  # type: ignore[index]
+
+
+# -- werk edge agent -> pysparkplug ------------------------------------------------------
+
+AGENT_TAGS: dict[str, tuple[DataType, Any]] = {
+    "Spindle/Speed": (DataType.DOUBLE, 1234.5),
+    "Spindle/Load": (DataType.FLOAT, 0.1),
+    "Axis/Offset": (DataType.INT8, -128),
+    "Axis/Steps": (DataType.INT16, -32768),
+    "Counter/Parts": (DataType.INT32, -(2**31)),
+    "Counter/Total": (DataType.INT64, -(2**63)),
+    "Raw/Byte": (DataType.UINT8, 255),
+    "Raw/Word": (DataType.UINT16, 65535),
+    "Raw/DWord": (DataType.UINT32, 2**32 - 1),
+    "Raw/QWord": (DataType.UINT64, 2**64 - 1),
+    "State/Running": (DataType.BOOLEAN, True),
+    "State/Program": (DataType.STRING, "O1234 (ROUGH) Grüße 工場"),
+    "State/Note": (DataType.TEXT, "line one\nline two"),
+    "State/Since": (DataType.DATETIME, 1_715_934_615_250),
+}
+
+
+def _start_agent(
+    stack: contextlib.ExitStack, tmp_path: Path, settings: Settings, edge_node: str,
+    device: MemoryDevice, **node: Any,
+) -> EdgeAgent:  # fmt: skip
+    config = EdgeConfig(
+        node=NodeConfig(group=GROUP, edge_node=edge_node,
+                        broker=f"mqtt://127.0.0.1:{settings.mqtt_port}",
+                        primary_host=settings.sparkplug_host_id, keepalive_s=5,
+                        publish_interval_ms=20, **node),
+        buffer=BufferConfig(path=tmp_path / edge_node, fsync=False),
+    )  # fmt: skip
+    agent = EdgeAgent(config, connectors=[device])
+    agent.start_in_thread()
+    stack.callback(agent.stop_thread)
+    return agent
+
+
+def _as_pysparkplug(datatype: DataType, value: Any) -> Any:
+    """A value as pysparkplug decodes it."""
+    if datatype is DataType.FLOAT:  # float32 on the wire
+        return pytest.approx(value, rel=1e-6)
+    if datatype is DataType.DATETIME:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return value
+
+
+def test_pysparkplug_reads_werks_host_state(werk: TestClient, werk_settings: Settings) -> None:
+    host_id = werk_settings.sparkplug_host_id
+    recorder = Recorder(werk_settings.mqtt_port,
+                        ps.Topic(message_type=MT.STATE, sparkplug_host_id=host_id))  # fmt: skip
+    try:
+        (state,) = wait_until(lambda: recorder.messages(MT.STATE))
+    finally:
+        recorder.close()
+    assert isinstance(state.payload, ps.State) and state.retain
+    assert state.payload.online is True
+    assert abs(state.payload.timestamp - ps.get_current_timestamp()) < 600_000
+
+
+def test_pysparkplug_decodes_the_agents_births_and_data_and_seq_wraps(
+    werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack, tmp_path: Path
+) -> None:
+    recorder = Recorder(werk_settings.mqtt_port, edge_topic(GROUP, "agent-1"))
+    stack.callback(recorder.close)
+    specs = [TagSpec(name, datatype) for name, (datatype, _) in AGENT_TAGS.items()]
+    agent = _start_agent(stack, tmp_path, werk_settings, "agent-1", MemoryDevice("cell-1", specs),
+                         max_metrics_per_message=1)  # fmt: skip
+
+    (nbirth,) = wait_until(lambda: recorder.messages(MT.NBIRTH))
+    (dbirth,) = wait_until(lambda: recorder.messages(MT.DBIRTH, device="cell-1"))
+    assert (nbirth.payload.seq, dbirth.payload.seq) == (0, 1)  # type: ignore[attr-defined]
+    assert bd_seq_of(nbirth) == agent.status().bdseq
+    rebirth = metrics_by_name(nbirth)["Node Control/Rebirth"]
+    assert (rebirth.datatype, rebirth.value) == (DT.BOOLEAN, False)
+    declared = metrics_by_name(dbirth)
+    assert {n: m.datatype.value for n, m in declared.items()} == {
+        name: datatype.value for name, (datatype, _) in AGENT_TAGS.items()
+    }
+    aliases = [m.alias for m in (*nbirth.payload.metrics, *dbirth.payload.metrics)  # type: ignore[attr-defined]
+               if m.name != "bdSeq"]  # fmt: skip
+    assert None not in aliases and len(set(aliases)) == len(aliases)
+
+    ts_ms = now_ns() // 1_000_000
+    agent.submit("cell-1", [Reading(name, value, ts_ms * 1_000_000, Quality.GOOD)
+                            for name, (_, value) in AGENT_TAGS.items()])  # fmt: skip
+    data = wait_until(lambda: len(d := recorder.messages(MT.DDATA)) == len(AGENT_TAGS) and d)
+    received = {m.name: m for message in data for m in message.payload.metrics}  # type: ignore[attr-defined]
+    assert {n: (m.alias, m.datatype, m.value, m.timestamp) for n, m in received.items()} == {
+        name: (declared[name].alias, declared[name].datatype,
+               _as_pysparkplug(datatype, value), ts_ms)
+        for name, (datatype, value) in AGENT_TAGS.items()
+    }  # fmt: skip
+
+    parts = [Reading("Counter/Parts", i, (ts_ms + 1 + i) * 1_000_000, Quality.GOOD)
+             for i in range(260)]  # fmt: skip
+    agent.submit("cell-1", parts)
+    wait_until(lambda: len(recorder.messages(MT.DDATA)) == len(AGENT_TAGS) + 260)
+    counted = [m.payload.metrics[0] for m in recorder.messages(MT.DDATA)[len(AGENT_TAGS):]]  # type: ignore[attr-defined]
+    assert [(m.name, m.value) for m in counted] == [("Counter/Parts", i) for i in range(260)]
+    sent = recorder.messages(MT.NBIRTH, MT.DBIRTH, MT.NDATA, MT.DDATA)
+    seqs = [m.payload.seq for m in sent]  # type: ignore[attr-defined]
+    assert len(seqs) > 256 and seqs == [i % 256 for i in range(len(seqs))]
+
+    node = _node(werk, "agent-1")  # werk's own host followed the same session
+    assert (node["online"], node["bd_seq"], node["seq_errors"]) == (True, bd_seq_of(nbirth), 0)
+
+
+def test_a_pysparkplug_host_commands_the_agent(
+    werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack, tmp_path: Path
+) -> None:
+    recorder = Recorder(werk_settings.mqtt_port, edge_topic(GROUP, "agent-2"))
+    stack.callback(recorder.close)
+    device = MemoryDevice("cell-2", [TagSpec("Spindle/Speed", DataType.DOUBLE, writable=True)])
+    _start_agent(stack, tmp_path, werk_settings, "agent-2", device)
+    (nbirth,) = wait_until(lambda: recorder.messages(MT.NBIRTH))
+    wait_until(lambda: recorder.messages(MT.DBIRTH))
+    host = SparkplugClient("interop-host")
+    host.connect("127.0.0.1", port=werk_settings.mqtt_port, keepalive=10)
+    stack.callback(host.disconnect)
+    wait_until(lambda: host.is_connected)
+
+    now = ps.get_current_timestamp()
+    write = ps.DCmd(now, metrics=(ps.Metric(now, "Spindle/Speed", DT.DOUBLE, 1500.0),))
+    topic = ps.Topic(message_type=MT.DCMD, group_id=GROUP, edge_node_id="agent-2",
+                     device_id="cell-2")  # fmt: skip
+    host.publish(ps.Message(topic, write, ps.QoS.AT_MOST_ONCE, False), include_dtypes=True)
+    wait_until(lambda: device.values == {"Spindle/Speed": 1500.0})
+    answers = wait_until(lambda: [m for d in recorder.messages(MT.DDATA)
+                                  for m in d.payload.metrics])  # type: ignore[attr-defined]  # fmt: skip
+    assert [(m.name, m.value) for m in answers] == [("Spindle/Speed", 1500.0)]
+
+    rebirth = ps.NCmd(now, metrics=(ps.Metric(now, "Node Control/Rebirth", DT.BOOLEAN, True),))
+    topic = ps.Topic(message_type=MT.NCMD, group_id=GROUP, edge_node_id="agent-2")
+    host.publish(ps.Message(topic, rebirth, ps.QoS.AT_MOST_ONCE, False), include_dtypes=True)
+    births = wait_until(lambda: len(b := recorder.messages(MT.NBIRTH)) == 2 and b)
+    assert bd_seq_of(births[1]) == bd_seq_of(nbirth) and births[1].payload.seq == 0  # type: ignore[attr-defined]
