@@ -61,6 +61,8 @@ class Runtime:
         if self.started:
             return
         tune_gc()
+        if self.demo:
+            self._route_demo_plant()
         try:
             self._start_storage()
             self._start_broker()
@@ -143,14 +145,25 @@ class Runtime:
         self._stack.append(client.stop)
         client.start()
 
+    def _route_demo_plant(self) -> None:
+        """Add the Sparkplug routes that put the demo's machines at their ISA-95 paths."""
+        from werk.sim.demo import demo_routes
+
+        routes = [*self.settings.sparkplug_routes, *demo_routes()]
+        self.settings = self.settings.model_copy(update={"sparkplug_routes": routes})
+
     def _start_plant(self) -> None:
-        from werk.sim import DemoPlant
+        from werk.sim.demo import DemoSite
 
         assert self.address
-        host = self.address.host
-        self.plant = DemoPlant(host, self.mqtt_port, root=self.settings.uns_root)
-        self.plant.start()
+        s = self.settings
+        self.plant = DemoSite(
+            mqtt_host=self.address.host, mqtt_port=self.mqtt_port, root=s.uns_root,
+            opcua_port=s.demo_opcua_port, modbus_port=s.demo_modbus_port, data_dir=s.data_dir,
+            primary_host=s.sparkplug_host_id if s.sparkplug_enabled else None,
+        )  # fmt: skip
         self._stack.append(self.plant.stop)
+        self.plant.start()
 
     def stop(self) -> None:
         """Stop in reverse start order; keep going if one part fails to stop."""

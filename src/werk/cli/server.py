@@ -54,6 +54,17 @@ def _print_banner(runtime: Runtime, *, demo: bool) -> None:
         f"[bold]Data[/bold]       {s.data_dir.resolve()}",
     ]
     if demo:
-        lines.append("[bold]Demo plant[/bold] acme/berlin/machining: 2 lines publishing at 1 Hz")
+        lines += _plant_lines(runtime)
     title = "werk demo" if demo else "werk"
     console.print(Panel("\n".join(lines), title=f"{title} is running (Ctrl+C to stop)"))
+
+
+def _plant_lines(runtime: Runtime) -> list[str]:
+    s = runtime.settings
+    return [
+        "[bold]Demo plant[/bold] acme/berlin/machining, 9 machines at 1 Hz:",
+        f"           line 1 on OPC UA  opc.tcp://{s.mqtt_host}:{s.demo_opcua_port}",
+        f"           line 2 on Modbus  {s.mqtt_host}:{s.demo_modbus_port} (unit ids 1-3)",
+        "           read by the werk edge agent acme/berlin-gw-1 over Sparkplug B;",
+        "           conveyor-1 and packer-1 publish UNS JSON",
+    ]

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
         "then the default route",
     )
     command_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    demo_opcua_port: Annotated[int, Field(ge=1, le=65535)] = 4840
+    demo_modbus_port: Annotated[int, Field(ge=1, le=65535)] = 5020
 
     @classmethod
     def settings_customise_sources(

@@ -319,7 +319,10 @@ class EdgeAgent:
         """End a session on purpose: NDEATH (QoS 1), then DISCONNECT."""
         was_live = self._live
         self._link = None
-        self._set_live(False)
+        if final:  # nothing flushes any more; whether the window is delivered depends on the ack
+            self._set_live(False)
+        else:  # batches buffered from now on must come after the window
+            self._end_live()
         delivered = await link.goodbye(encode(self._node.ndeath(link.bd_seq, _now_ms())))
         _LOGGER.info("edge node offline: %s (NDEATH %s)", why, "acked" if delivered else "unacked")
         if final and delivered and was_live:

@@ -148,14 +148,17 @@ class Forwarder:
     async def flush(self, devices: Container[str]) -> None:
         """Publish (or buffer) the pending batches of `devices`; others are forgotten."""
         async with self._lock:  # batches reach the buffer in the order they came
-            await self.store(self.outbox.take_spill())
             pending, self._pending, self._pending_count = self._pending, {}, 0
-            unsent = []
+            unsent, failed = [], False
             for device, samples in pending.items():
                 rest = self._publish_live(device, samples) if self.live else samples
+                failed = failed or (self.live and bool(rest))
                 if rest and device in devices:
                     unsent.append((device, rest))
-            await self.store(unsent)
+            if failed:  # the connection is gone: what went out before is unconfirmed
+                self.outbox.give_up()
+            # Given-up batches went out before anything pending was collected: they go first.
+            await self.store(self.outbox.take_spill() + unsent)
 
     def _publish_live(self, device: str, samples: list[Sample]) -> list[Sample]:
         """Publish DDATA; return the samples that could not go out."""

@@ -266,7 +266,7 @@ class EdgeNode:
         """The NBIRTH; the sequence starts again at 0."""
         self._seq = 0
         metrics = [
-            Metric(name=BDSEQ, timestamp=now_ms, datatype=DataType.INT64, value=bd_seq),
+            self._birth_node_metric(BDSEQ, DataType.INT64, bd_seq, now_ms),
             self._birth_node_metric(REBIRTH, DataType.BOOLEAN, False, now_ms),
         ]
         for name, (datatype, value) in self._node_metrics.items():

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from types import TracebackType
 from typing import Any, Final
 
@@ -103,6 +104,7 @@ class DemoPlant:
         root: str = DEFAULT_ROOT,
         interval_s: float = 1.0,
         seed: int = 7,
+        assets: Collection[str] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
@@ -110,7 +112,8 @@ class DemoPlant:
         self.port = port
         self.root = check_root(root)
         self.interval_s = interval_s
-        self.machines = demo_machines(seed)
+        machines = demo_machines(seed)
+        self.machines = [m for m in machines if assets is None or m.spec.asset in assets]
         # Alternate so both lines carry both payload forms.
         self._batched = frozenset(m.spec.asset for m in self.machines[1::2])
         self._client: paho.Client | None = None

@@ -22,7 +22,7 @@ from werk.core.errors import Conflict, NotFound, PayloadError, Unavailable, Vali
 from werk.core.settings import Settings
 from werk.sparkplug.client import HostClient
 from werk.sparkplug.codec import Metric, Payload, PropertySet, encode
-from werk.sparkplug.datatypes import COMMAND_ID, FLOAT_TYPES, DataType
+from werk.sparkplug.datatypes import COMMAND_ID, FLOAT_TYPES, INTEGER_TYPES, DataType
 from werk.sparkplug.host import SparkplugHost, is_writable
 from werk.sparkplug.models import BirthRecord, CommandRecord
 from werk.sparkplug.state import EdgeNodeState, MetricInfo
@@ -249,7 +249,7 @@ def _check_writable(node: EdgeNodeState, info: MetricInfo, tag_path: str) -> Non
 
 
 def _command_payload(info: MetricInfo, value: CommandValue, command_id: str) -> Payload:
-    typed: Any = float(value) if info.datatype in FLOAT_TYPES and type(value) is int else value
+    typed = _typed(info.datatype, value)
     metric = Metric(
         name=info.name, datatype=info.datatype, value=typed, timestamp=_now_ms(),
         properties=PropertySet.of(**{COMMAND_ID: (DataType.STRING, command_id)}),
@@ -263,6 +263,15 @@ def _command_payload(info: MetricInfo, value: CommandValue, command_id: str) -> 
             code="bad_value",
         ) from exc
     return payload
+
+
+def _typed(datatype: DataType, value: CommandValue) -> Any:
+    """JSON numbers as the metric wants them: 1500 for a Double, 8000.0 for a UInt16."""
+    if datatype in FLOAT_TYPES and type(value) is int:
+        return float(value)
+    if datatype in INTEGER_TYPES and type(value) is float and value.is_integer():
+        return int(value)
+    return value
 
 
 def _command_topic(node: EdgeNodeState, info: MetricInfo) -> str:

@@ -1,18 +1,17 @@
-"""werk and pysparkplug, an independent Sparkplug B implementation, on werk's real broker.
+"""werk and pysparkplug, an independent Sparkplug B implementation, over real brokers.
 
 pysparkplug edge nodes publish to werk's host (every datatype pysparkplug has, by name
-and by alias, births, deaths, rebirth requests); werk's edge agent publishes to a
-pysparkplug client, and a pysparkplug host application sends the agent commands.
+and by alias, births, deaths, rebirth requests, writes); werk's edge agent publishes to
+a pysparkplug client, and a pysparkplug primary host brings the agent online and sends it
+commands through Mosquitto.
 """
 
 from __future__ import annotations
 
-import base64
-import calendar
 import contextlib
 import queue
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,61 +20,52 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import make_settings, wait_until
 from tests.integration.sparkplug.interop_support import (
+    AGENT_TAGS,
+    DEVICE_TYPES,
+    FIRST_ALIAS,
+    GROUP,
     MemoryDevice,
+    Peer,
     Recorder,
     SparkplugClient,
+    as_pysparkplug,
     bd_seq_of,
-    connected,
     edge_topic,
     metrics_by_name,
+    node_view,
     publish_by_alias,
+    publish_state,
+    read_tag,
+    read_tags,
+    start_agent,
+    stored_view,
+    topic,
+    typed_peer,
+    uns_view,
+    wait_for_tag,
 )
 
 from werk.api import create_app
 from werk.core.clock import now_ns
 from werk.core.settings import Settings, SparkplugRoute
-from werk.edge.agent import EdgeAgent
-from werk.edge.config import BufferConfig, EdgeConfig, NodeConfig
 from werk.edge.model import Reading, TagSpec
 from werk.runtime import Runtime
 from werk.sparkplug.datatypes import DataType
 from werk.uns.contracts import Quality
 
-GROUP = "interop"
 DT = ps.DataType
 MT = ps.MessageType
+ROOT = "acme/interop/edge"
 
-# name: (datatype, value in the birth, value sent later by alias only, without datatype)
-DEVICE_TYPES: dict[str, tuple[ps.DataType, Any, Any]] = {
-    "Int8": (DT.INT8, -128, -1),
-    "Int16": (DT.INT16, -32768, -2),
-    "Int32": (DT.INT32, -(2**31), -3),
-    "Int64": (DT.INT64, -(2**63), 2**63 - 1),
-    "UInt8": (DT.UINT8, 255, 0),
-    "UInt16": (DT.UINT16, 65535, 1),
-    "UInt32": (DT.UINT32, 2**32 - 1, 2),
-    "UInt64": (DT.UINT64, 2**53 + 1, 3),
-    "Float": (DT.FLOAT, 3.14159, -0.1),
-    "Double": (DT.DOUBLE, 2.718281828459045, -1e300),
-    "Boolean": (DT.BOOLEAN, True, False),
-    "String": (DT.STRING, "Grüße, 工場", ""),
-    "DateTime": (DT.DATETIME, datetime(2024, 5, 17, 8, 30, 15, 250_000, UTC),
-                 datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC)),
-    "Text": (DT.TEXT, "line one\nline two", "x" * 1000),
-    "UUID": (DT.UUID, "123e4567-e89b-12d3-a456-426614174000",
-             "00000000-0000-0000-0000-000000000000"),
-    "Bytes": (DT.BYTES, b"\x00\x01\xfe\xff", b"\x80"),
-    "File": (DT.FILE, b"%PDF-1.7\n", b"\x00" * 16),
-}  # fmt: skip
-FIRST_ALIAS = 100
+TAGS = [f"Types.{name}" for name in DEVICE_TYPES]
 
 
 @pytest.fixture(scope="module")
 def werk_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    routes = [SparkplugRoute(group=GROUP, edge_node="*", device="*",
-                             path="acme/interop/edge/{edge_node}/{device}")]  # fmt: skip
+    route = SparkplugRoute(group=GROUP, edge_node="*", device="*",
+                           path=ROOT + "/{edge_node}/{device}")  # fmt: skip
     data = tmp_path_factory.mktemp("interop") / "data"
-    return make_settings(data, sparkplug_routes=routes, sparkplug_rebirth_throttle_s=0)
+    return make_settings(data, sparkplug_routes=[route], sparkplug_rebirth_throttle_s=0)
 
 
 @pytest.fixture(scope="module")
@@ -90,95 +80,40 @@ def stack() -> Iterator[contextlib.ExitStack]:
         yield exits
 
 
-class Peer:
-    """A connected pysparkplug edge node, the commands it got and what it published."""
-
-    def __init__(
-        self, stack: contextlib.ExitStack, port: int, edge_node: str,
-        metrics: list[ps.Metric], devices: tuple[ps.Device, ...] = (),
-    ) -> None:  # fmt: skip
-        self.recorder = Recorder(port, edge_topic(GROUP, edge_node))
-        stack.callback(self.recorder.close)
-        self.commands: queue.Queue[ps.Message] = queue.Queue()
-        self.client = SparkplugClient(edge_node)
-        self.node = ps.EdgeNode(
-            GROUP, edge_node, metrics, client=self.client,
-            cmd_callback=lambda _node, message: self.commands.put(message),
-        )  # fmt: skip
-        for device in devices:
-            self.node.register(device)
-        stack.enter_context(connected(self.node, self.client, port))
-        (nbirth,) = wait_until(lambda: self.recorder.messages(MT.NBIRTH))
-        self.bd_seq = bd_seq_of(nbirth)
-        self.edge_node = edge_node
-
-
-def _tag(werk: TestClient, path: str) -> dict[str, Any] | None:
-    response = werk.get(f"/api/v1/tags/{path}")
-    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
-
-
-def _tags(werk: TestClient, base: str, names: list[str]) -> dict[str, Any]:
-    return {name: _tag(werk, f"{base}/{name}") for name in names}
-
-
-def _node(werk: TestClient, edge_node: str) -> dict[str, Any]:
-    response = werk.get(f"/api/v1/sparkplug/nodes/{GROUP}/{edge_node}")
-    assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def _epoch_ms(moment: datetime) -> int:
-    return calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000
-
-
-def _uns(datatype: ps.DataType, value: Any) -> tuple[Any, str]:
-    """What werk's tag API should show for a Sparkplug value: (value, data_type)."""
-    if datatype is DT.FLOAT:  # float32 on the wire
-        return pytest.approx(value, rel=1e-6), "number"
-    if datatype is DT.DATETIME:
-        return _epoch_ms(value), "number"
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii"), "string"
-    if isinstance(value, bool):
-        return value, "boolean"
-    return value, "string" if isinstance(value, str) else "number"
-
-
-def _stored(datatype: ps.DataType, value: Any) -> Any:
-    """What werk's history should show: numbers as doubles."""
-    shown, kind = _uns(datatype, value)
-    return float(shown) if kind == "number" and isinstance(shown, int) else shown
-
-
-def _device(birth_ms: int, name: str = "press-1") -> ps.Device:
-    return ps.Device(name, [
-        ps.Metric(birth_ms, f"Types/{tag}", datatype, value, alias=FIRST_ALIAS + i)
-        for i, (tag, (datatype, value, _later)) in enumerate(DEVICE_TYPES.items())
-    ])  # fmt: skip
-
-
-def _node_metrics(birth_ms: int) -> list[ps.Metric]:
-    return [
-        ps.Metric(birth_ms, "Temperature", DT.DOUBLE, 21.5, alias=1),
-        ps.Metric(birth_ms, "Counter", DT.UINT32, 5, alias=2),
-    ]
-
-
 # -- pysparkplug edge node -> werk host -------------------------------------------------
 
 
-def test_every_pysparkplug_datatype_becomes_a_typed_tag_by_name_and_by_alias(
+def test_every_pysparkplug_datatype_in_a_birth_becomes_a_typed_tag(
+    werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack
+) -> None:
+    peer = typed_peer(stack, werk_settings.mqtt_port, "ps-types", ps.get_current_timestamp())
+    base = f"{ROOT}/ps-types/press-1"
+    born = wait_until(lambda: all((t := read_tags(werk, base, TAGS)).values()) and t)
+    assert {n: (t["value"], t["data_type"]) for n, t in born.items()} == {
+        f"Types.{name}": uns_view(datatype, value)
+        for name, (datatype, value, _) in DEVICE_TYPES.items()
+    }
+    assert read_tag(werk, f"{ROOT}/ps-types/node/Temperature")["value"] == 21.5
+
+    node = node_view(werk, "ps-types")
+    assert (node["online"], node["bd_seq"], node["seq_errors"]) == (True, peer.bd_seq, 0)
+    press = next(d for d in node["devices"] if d["device"] == "press-1")
+    assert {m["name"]: (m["alias"], m["datatype"]) for m in press["metric_list"]} == {
+        f"Types/{name}": (FIRST_ALIAS + i, datatype.name)
+        for i, (name, (datatype, _, _)) in enumerate(DEVICE_TYPES.items())
+    }
+    (listed,) = [n for n in werk.get("/api/v1/sparkplug/nodes").json()
+                 if n["edge_node"] == "ps-types"]  # fmt: skip
+    assert (listed["group"], listed["online"], listed["bd_seq"]) == (GROUP, True, peer.bd_seq)
+
+
+def test_data_by_alias_without_datatypes_updates_the_right_tags_and_history(
     werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack
 ) -> None:
     birth_ms = ps.get_current_timestamp() - 1000
-    peer = Peer(stack, werk_settings.mqtt_port, "ps-types", _node_metrics(birth_ms),
-                (_device(birth_ms),))  # fmt: skip
-    base, names = "acme/interop/edge/ps-types/press-1", [f"Types.{t}" for t in DEVICE_TYPES]
-    born = wait_until(lambda: all((t := _tags(werk, base, names)).values()) and t)
-    assert {n: (t["value"], t["data_type"]) for n, t in born.items()} == {
-        f"Types.{tag}": _uns(datatype, value) for tag, (datatype, value, _) in DEVICE_TYPES.items()
-    }
+    peer = typed_peer(stack, werk_settings.mqtt_port, "ps-alias", birth_ms)
+    base = f"{ROOT}/ps-alias/press-1"
+    born = wait_until(lambda: all((t := read_tags(werk, base, TAGS)).values()) and t)
 
     data_ms = birth_ms + 500
     peer.node.update([ps.Metric(data_ms, "Temperature", DT.DOUBLE, 22.25)])  # by name
@@ -189,43 +124,31 @@ def test_every_pysparkplug_datatype_becomes_a_typed_tag_by_name_and_by_alias(
     ], device="press-1")  # fmt: skip
 
     def updated() -> dict[str, Any] | None:
-        tags = _tags(werk, base, names)
-        return tags if all(t and t["ts"] != born[n]["ts"] for n, t in tags.items()) else None
+        now = read_tags(werk, base, TAGS)
+        return now if all(t and t["ts"] != born[n]["ts"] for n, t in now.items()) else None
 
     latest = wait_until(updated)
     assert {n: (t["value"], t["data_type"]) for n, t in latest.items()} == {
-        f"Types.{tag}": _uns(datatype, later) for tag, (datatype, _, later) in DEVICE_TYPES.items()
+        f"Types.{name}": uns_view(datatype, later)
+        for name, (datatype, _, later) in DEVICE_TYPES.items()
     }
     assert datetime.fromisoformat(latest["Types.Int8"]["ts"]).timestamp() * 1000 == data_ms
-    gateway = wait_until(lambda: (t := _tag(werk, "acme/interop/edge/ps-types/node/Counter"))
-                         and t["value"] == 7 and t)  # fmt: skip
-    assert gateway["data_type"] == "number"
-    assert _tag(werk, "acme/interop/edge/ps-types/node/Temperature")["value"] == 22.25  # type: ignore[index]
-    for tag, (datatype, value, later) in DEVICE_TYPES.items():
-        history = werk.get(f"/api/v1/history/{base}/Types.{tag}").json()
+    wait_for_tag(werk, f"{ROOT}/ps-alias/node/Counter", value=7, data_type="number")
+    assert read_tag(werk, f"{ROOT}/ps-alias/node/Temperature")["value"] == 22.25
+    for name, (datatype, value, later) in DEVICE_TYPES.items():
+        history = werk.get(f"/api/v1/history/{base}/Types.{name}").json()
         points = [p["value"] for p in history["points"]]
-        assert points == [_stored(datatype, value), _stored(datatype, later)], tag
-
-    node = _node(werk, "ps-types")
-    assert (node["online"], node["bd_seq"]) == (True, peer.bd_seq)
+        assert points == [stored_view(datatype, value), stored_view(datatype, later)], name
+    node = node_view(werk, "ps-alias")
     assert (node["seq_errors"], node["unknown_aliases"], node["expected_seq"]) == (0, 0, 5)
-    (listed,) = [n for n in werk.get("/api/v1/sparkplug/nodes").json()
-                 if n["edge_node"] == "ps-types"]  # fmt: skip
-    assert (listed["online"], listed["bd_seq"]) == (True, peer.bd_seq)
-    press = next(d for d in node["devices"] if d["device"] == "press-1")
-    assert {m["name"]: (m["alias"], m["datatype"]) for m in press["metric_list"]} == {
-        f"Types/{tag}": (FIRST_ALIAS + i, datatype.name)
-        for i, (tag, (datatype, _, _)) in enumerate(DEVICE_TYPES.items())
-    }
 
 
 def test_a_uint64_above_int64_keeps_its_value_in_the_tag_api(
     werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack
 ) -> None:
-    birth_ms = ps.get_current_timestamp()
-    big = ps.Metric(birth_ms, "Energy/Total", DT.UINT64, 2**64 - 1, alias=1)
+    big = ps.Metric(ps.get_current_timestamp(), "Energy/Total", DT.UINT64, 2**64 - 1, alias=1)
     Peer(stack, werk_settings.mqtt_port, "ps-uint64", [big])
-    tag = wait_until(lambda: _tag(werk, "acme/interop/edge/ps-uint64/node/Energy.Total"))
+    tag = wait_for_tag(werk, f"{ROOT}/ps-uint64/node/Energy.Total")
     assert tag["value"] == 2**64 - 1  # Sparkplug UInt64 spans 0 .. 2**64 - 1
 
 
@@ -237,27 +160,23 @@ def test_ddeath_and_ndeath_from_pysparkplug_make_werk_mark_metrics_stale(
     peer = Peer(stack, werk_settings.mqtt_port, "ps-death",
                 [ps.Metric(now, "Temperature", DT.DOUBLE, 30.5, alias=1)],
                 (ps.Device("press-2", [speed]),))  # fmt: skip
-    base = "acme/interop/edge/ps-death"
-    wait_until(lambda: _tag(werk, f"{base}/press-2/Spindle.Speed"))
+    base = f"{ROOT}/ps-death"
+    wait_for_tag(werk, f"{base}/press-2/Spindle.Speed")
 
     peer.node.deregister("press-2")  # DDEATH
-    stale = wait_until(lambda: (t := _tag(werk, f"{base}/press-2/Spindle.Speed"))
-                       and t["quality"] == "stale" and t)  # fmt: skip
-    assert stale["value"] == 1200.0
-    assert _tag(werk, f"{base}/node/Temperature")["quality"] == "good"  # type: ignore[index]
-    node = _node(werk, "ps-death")
+    wait_for_tag(werk, f"{base}/press-2/Spindle.Speed", quality="stale", value=1200.0)
+    assert read_tag(werk, f"{base}/node/Temperature")["quality"] == "good"
+    node = node_view(werk, "ps-death")
     assert node["online"] and [(d["device"], d["online"]) for d in node["devices"]] == [
         (None, True), ("press-2", False),
     ]  # fmt: skip
 
     bd_seq = ps.Metric(ps.get_current_timestamp(), "bdSeq", DT.INT64, peer.bd_seq)
     ndeath = ps.NDeath(ps.get_current_timestamp(), bd_seq)
-    topic = ps.Topic(message_type=MT.NDEATH, group_id=GROUP, edge_node_id="ps-death")
-    peer.client.publish(ps.Message(topic, ndeath, ps.QoS.AT_LEAST_ONCE, False))
-    temperature = wait_until(lambda: (t := _tag(werk, f"{base}/node/Temperature"))
-                             and t["quality"] == "stale" and t)  # fmt: skip
-    assert temperature["value"] == 30.5
-    node = _node(werk, "ps-death")
+    peer.client.publish(ps.Message(topic(MT.NDEATH, "ps-death"), ndeath, ps.QoS.AT_LEAST_ONCE,
+                                   False))  # fmt: skip
+    wait_for_tag(werk, f"{base}/node/Temperature", quality="stale", value=30.5)
+    node = node_view(werk, "ps-death")
     assert (node["online"], node["late_deaths"], node["bd_seq"]) == (False, 0, peer.bd_seq)
 
 
@@ -269,15 +188,15 @@ def test_an_unclean_disconnect_of_pysparkplug_makes_werk_mark_metrics_stale(
     peer = Peer(stack, werk_settings.mqtt_port, "ps-lost",
                 [ps.Metric(now, "Temperature", DT.DOUBLE, 18.0, alias=1)],
                 (ps.Device("tank-1", [level]),))  # fmt: skip
-    base = "acme/interop/edge/ps-lost"
-    wait_until(lambda: _tag(werk, f"{base}/tank-1/Tank.Level"))
+    base = f"{ROOT}/ps-lost"
+    wait_for_tag(werk, f"{base}/tank-1/Tank.Level")
 
     peer.client.drop_connection()  # the broker publishes pysparkplug's Will: NDEATH
     (will,) = wait_until(lambda: peer.recorder.messages(MT.NDEATH))
     assert bd_seq_of(will) == peer.bd_seq
-    for path in (f"{base}/tank-1/Tank.Level", f"{base}/node/Temperature"):
-        wait_until(lambda p=path: (t := _tag(werk, p)) and t["quality"] == "stale")  # type: ignore[misc]
-    node = _node(werk, "ps-lost")
+    wait_for_tag(werk, f"{base}/tank-1/Tank.Level", quality="stale", value=0.75)
+    wait_for_tag(werk, f"{base}/node/Temperature", quality="stale", value=18.0)
+    node = node_view(werk, "ps-lost")
     assert (node["online"], node["late_deaths"]) == (False, 0)
     assert not any(d["online"] for d in node["devices"])
 
@@ -288,13 +207,12 @@ def test_a_rebirth_request_from_werk_is_an_ncmd_pysparkplug_decodes(
     now = ps.get_current_timestamp()
     peer = Peer(stack, werk_settings.mqtt_port, "ps-rebirth",
                 [ps.Metric(now, "Temperature", DT.DOUBLE, 18.0, alias=1)])  # fmt: skip
-    wait_until(lambda: _node(werk, "ps-rebirth")["online"])
+    wait_until(lambda: node_view(werk, "ps-rebirth")["online"])
 
     assert werk.post(f"/api/v1/sparkplug/nodes/{GROUP}/ps-rebirth/rebirth").status_code == 202
     # pysparkplug leaves rebirths to the application: its node hands the NCMD over.
     command = peer.commands.get(timeout=10)
-    assert command.topic == ps.Topic(message_type=MT.NCMD, group_id=GROUP,
-                                     edge_node_id="ps-rebirth")  # fmt: skip
+    assert command.topic == topic(MT.NCMD, "ps-rebirth")
     assert isinstance(command.payload, ps.NCmd)
     (metric,) = command.payload.metrics
     assert (metric.name, metric.alias, metric.datatype, metric.value) == (
@@ -309,10 +227,39 @@ def test_a_rebirth_request_from_werk_is_an_ncmd_pysparkplug_decodes(
     again = Peer(stack, werk_settings.mqtt_port, "ps-rebirth",
                  [ps.Metric(now + 1, "Temperature", DT.DOUBLE, 18.5, alias=1)])  # fmt: skip
     assert again.bd_seq != peer.bd_seq
-    node = wait_until(lambda: (n := _node(werk, "ps-rebirth"))["bd_seq"] == again.bd_seq and n)
+    node = wait_until(lambda: (n := node_view(werk, "ps-rebirth"))["bd_seq"] == again.bd_seq and n)
     assert node["online"] and node["seq_errors"] == 0
-    path = "acme/interop/edge/ps-rebirth/node/Temperature"
-    wait_until(lambda: (t := _tag(werk, path)) and t["value"] == 18.5)
+    wait_for_tag(werk, f"{ROOT}/ps-rebirth/node/Temperature", value=18.5)
+
+
+def test_writes_from_werk_are_dcmds_pysparkplug_decodes(
+    werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack
+) -> None:
+    now = ps.get_current_timestamp()
+    commands: queue.Queue[ps.Message] = queue.Queue()
+    valve = ps.Device("valve-1", [
+        ps.Metric(now, "Setpoint/Flow", DT.FLOAT, 1.5, alias=10),
+        ps.Metric(now, "Setpoint/Offset", DT.INT16, 0, alias=11),
+        ps.Metric(now, "Setpoint/Enabled", DT.BOOLEAN, False, alias=12),
+    ], cmd_callback=lambda _node, message: commands.put(message))  # fmt: skip
+    Peer(stack, werk_settings.mqtt_port, "ps-write", [], (valve,))
+    base = f"{ROOT}/ps-write/valve-1"
+    wait_for_tag(werk, f"{base}/Setpoint.Enabled")
+
+    writes = {"Setpoint.Flow": 2.75, "Setpoint.Offset": -300, "Setpoint.Enabled": True}
+    for name, value in writes.items():
+        body = {"tag": f"{base}/{name}", "value": value, "wait_s": 0}
+        response = werk.post("/api/v1/commands", json=body)
+        assert response.status_code == 202, response.text  # pysparkplug does not answer
+    received = [commands.get(timeout=10) for _ in writes]
+    assert all(m.topic == topic(MT.DCMD, "ps-write", "valve-1") for m in received)
+    assert all(isinstance(m.payload, ps.DCmd) for m in received)
+    metrics = [m for message in received for m in message.payload.metrics]
+    assert [(m.name, m.datatype, m.value) for m in metrics] == [
+        ("Setpoint/Flow", DT.FLOAT, 2.75),
+        ("Setpoint/Offset", DT.INT16, -300),
+        ("Setpoint/Enabled", DT.BOOLEAN, True),
+    ]
 
 
 def test_pysparkplug_ddata_without_a_device_id_is_quarantined_not_lost(
@@ -320,75 +267,31 @@ def test_pysparkplug_ddata_without_a_device_id_is_quarantined_not_lost(
 ) -> None:
     now = ps.get_current_timestamp()
     speed = ps.Metric(now, "Speed", DT.DOUBLE, 10.0, alias=10)
-    peer = Peer(stack, werk_settings.mqtt_port, "ps-quirk",
-                [ps.Metric(now, "Temperature", DT.DOUBLE, 18.0, alias=1)],
+    peer = Peer(stack, werk_settings.mqtt_port, "ps-quirk", [],
                 (ps.Device("belt-1", [speed]),))  # fmt: skip
-    wait_until(lambda: _tag(werk, "acme/interop/edge/ps-quirk/belt-1/Speed"))
+    wait_for_tag(werk, f"{ROOT}/ps-quirk/belt-1/Speed")
 
     # pysparkplug 0.3 publishes a device's data on spBv1.0/<group>/DDATA/<node>, without
     # the device id that Sparkplug requires on DDATA topics.
     peer.node.update_device("belt-1", [ps.Metric(now + 1, "Speed", DT.DOUBLE, 11.0)])
-    topic = f"spBv1.0/{GROUP}/DDATA/ps-quirk"
+    where = f"spBv1.0/{GROUP}/DDATA/ps-quirk"
 
     def quarantined() -> list[dict[str, Any]]:
         items = werk.get("/api/v1/quarantine", params={"limit": 1000}).json()["items"]
-        return [i for i in items if i["topic"] == topic]
+        return [i for i in items if i["topic"] == where]
 
     (record,) = wait_until(quarantined)
     assert record["reason"] == "sparkplug_topic"
-    assert _tag(werk, "acme/interop/edge/ps-quirk/belt-1/Speed")["value"] == 10.0  # type: ignore[index]
+    assert read_tag(werk, f"{ROOT}/ps-quirk/belt-1/Speed")["value"] == 10.0
 
 
 # -- werk edge agent -> pysparkplug ------------------------------------------------------
 
-AGENT_TAGS: dict[str, tuple[DataType, Any]] = {
-    "Spindle/Speed": (DataType.DOUBLE, 1234.5),
-    "Spindle/Load": (DataType.FLOAT, 0.1),
-    "Axis/Offset": (DataType.INT8, -128),
-    "Axis/Steps": (DataType.INT16, -32768),
-    "Counter/Parts": (DataType.INT32, -(2**31)),
-    "Counter/Total": (DataType.INT64, -(2**63)),
-    "Raw/Byte": (DataType.UINT8, 255),
-    "Raw/Word": (DataType.UINT16, 65535),
-    "Raw/DWord": (DataType.UINT32, 2**32 - 1),
-    "Raw/QWord": (DataType.UINT64, 2**64 - 1),
-    "State/Running": (DataType.BOOLEAN, True),
-    "State/Program": (DataType.STRING, "O1234 (ROUGH) Grüße 工場"),
-    "State/Note": (DataType.TEXT, "line one\nline two"),
-    "State/Since": (DataType.DATETIME, 1_715_934_615_250),
-}
-
-
-def _start_agent(
-    stack: contextlib.ExitStack, tmp_path: Path, settings: Settings, edge_node: str,
-    device: MemoryDevice, **node: Any,
-) -> EdgeAgent:  # fmt: skip
-    config = EdgeConfig(
-        node=NodeConfig(group=GROUP, edge_node=edge_node,
-                        broker=f"mqtt://127.0.0.1:{settings.mqtt_port}",
-                        primary_host=settings.sparkplug_host_id, keepalive_s=5,
-                        publish_interval_ms=20, **node),
-        buffer=BufferConfig(path=tmp_path / edge_node, fsync=False),
-    )  # fmt: skip
-    agent = EdgeAgent(config, connectors=[device])
-    agent.start_in_thread()
-    stack.callback(agent.stop_thread)
-    return agent
-
-
-def _as_pysparkplug(datatype: DataType, value: Any) -> Any:
-    """A value as pysparkplug decodes it."""
-    if datatype is DataType.FLOAT:  # float32 on the wire
-        return pytest.approx(value, rel=1e-6)
-    if datatype is DataType.DATETIME:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    return value
-
 
 def test_pysparkplug_reads_werks_host_state(werk: TestClient, werk_settings: Settings) -> None:
     host_id = werk_settings.sparkplug_host_id
-    recorder = Recorder(werk_settings.mqtt_port,
-                        ps.Topic(message_type=MT.STATE, sparkplug_host_id=host_id))  # fmt: skip
+    where = ps.Topic(message_type=MT.STATE, sparkplug_host_id=host_id)
+    recorder = Recorder(werk_settings.mqtt_port, where)
     try:
         (state,) = wait_until(lambda: recorder.messages(MT.STATE))
     finally:
@@ -401,15 +304,16 @@ def test_pysparkplug_reads_werks_host_state(werk: TestClient, werk_settings: Set
 def test_pysparkplug_decodes_the_agents_births_and_data_and_seq_wraps(
     werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack, tmp_path: Path
 ) -> None:
-    recorder = Recorder(werk_settings.mqtt_port, edge_topic(GROUP, "agent-1"))
+    port, host_id = werk_settings.mqtt_port, werk_settings.sparkplug_host_id
+    recorder = Recorder(port, edge_topic("agent-cell-1"))
     stack.callback(recorder.close)
     specs = [TagSpec(name, datatype) for name, (datatype, _) in AGENT_TAGS.items()]
-    agent = _start_agent(stack, tmp_path, werk_settings, "agent-1", MemoryDevice("cell-1", specs),
-                         max_metrics_per_message=1)  # fmt: skip
+    device = MemoryDevice("cell-1", specs)
+    agent = start_agent(stack, tmp_path, port, host_id, device, max_metrics_per_message=1)
 
     (nbirth,) = wait_until(lambda: recorder.messages(MT.NBIRTH))
     (dbirth,) = wait_until(lambda: recorder.messages(MT.DBIRTH, device="cell-1"))
-    assert (nbirth.payload.seq, dbirth.payload.seq) == (0, 1)  # type: ignore[attr-defined]
+    assert (nbirth.payload.seq, dbirth.payload.seq) == (0, 1)
     assert bd_seq_of(nbirth) == agent.status().bdseq
     rebirth = metrics_by_name(nbirth)["Node Control/Rebirth"]
     assert (rebirth.datatype, rebirth.value) == (DT.BOOLEAN, False)
@@ -417,7 +321,7 @@ def test_pysparkplug_decodes_the_agents_births_and_data_and_seq_wraps(
     assert {n: m.datatype.value for n, m in declared.items()} == {
         name: datatype.value for name, (datatype, _) in AGENT_TAGS.items()
     }
-    aliases = [m.alias for m in (*nbirth.payload.metrics, *dbirth.payload.metrics)  # type: ignore[attr-defined]
+    aliases = [m.alias for m in (*nbirth.payload.metrics, *dbirth.payload.metrics)
                if m.name != "bdSeq"]  # fmt: skip
     assert None not in aliases and len(set(aliases)) == len(aliases)
 
@@ -425,53 +329,79 @@ def test_pysparkplug_decodes_the_agents_births_and_data_and_seq_wraps(
     agent.submit("cell-1", [Reading(name, value, ts_ms * 1_000_000, Quality.GOOD)
                             for name, (_, value) in AGENT_TAGS.items()])  # fmt: skip
     data = wait_until(lambda: len(d := recorder.messages(MT.DDATA)) == len(AGENT_TAGS) and d)
-    received = {m.name: m for message in data for m in message.payload.metrics}  # type: ignore[attr-defined]
+    received = {m.name: m for message in data for m in message.payload.metrics}
     assert {n: (m.alias, m.datatype, m.value, m.timestamp) for n, m in received.items()} == {
         name: (declared[name].alias, declared[name].datatype,
-               _as_pysparkplug(datatype, value), ts_ms)
+               as_pysparkplug(datatype, value), ts_ms)
         for name, (datatype, value) in AGENT_TAGS.items()
     }  # fmt: skip
 
-    parts = [Reading("Counter/Parts", i, (ts_ms + 1 + i) * 1_000_000, Quality.GOOD)
-             for i in range(260)]  # fmt: skip
-    agent.submit("cell-1", parts)
-    wait_until(lambda: len(recorder.messages(MT.DDATA)) == len(AGENT_TAGS) + 260)
-    counted = [m.payload.metrics[0] for m in recorder.messages(MT.DDATA)[len(AGENT_TAGS):]]  # type: ignore[attr-defined]
+    agent.submit("cell-1", [Reading("Counter/Parts", i, (ts_ms + 1 + i) * 1_000_000,
+                                    Quality.GOOD) for i in range(260)])  # fmt: skip
+    data = wait_until(lambda: len(d := recorder.messages(MT.DDATA)) == len(AGENT_TAGS) + 260 and d)
+    counted = [m.payload.metrics[0] for m in data[len(AGENT_TAGS) :]]
     assert [(m.name, m.value) for m in counted] == [("Counter/Parts", i) for i in range(260)]
-    sent = recorder.messages(MT.NBIRTH, MT.DBIRTH, MT.NDATA, MT.DDATA)
-    seqs = [m.payload.seq for m in sent]  # type: ignore[attr-defined]
+    seqs = [m.payload.seq for m in recorder.messages(MT.NBIRTH, MT.DBIRTH, MT.NDATA, MT.DDATA)]
     assert len(seqs) > 256 and seqs == [i % 256 for i in range(len(seqs))]
 
-    node = _node(werk, "agent-1")  # werk's own host followed the same session
+    node = node_view(werk, "agent-cell-1")  # werk's own host followed the same session
     assert (node["online"], node["bd_seq"], node["seq_errors"]) == (True, bd_seq_of(nbirth), 0)
 
 
-def test_a_pysparkplug_host_commands_the_agent(
+def test_an_unreadable_tag_of_the_agent_is_null_for_pysparkplug_and_bad_in_werk(
     werk: TestClient, werk_settings: Settings, stack: contextlib.ExitStack, tmp_path: Path
 ) -> None:
-    recorder = Recorder(werk_settings.mqtt_port, edge_topic(GROUP, "agent-2"))
+    port, host_id = werk_settings.mqtt_port, werk_settings.sparkplug_host_id
+    recorder = Recorder(port, edge_topic("agent-cell-3"))
     stack.callback(recorder.close)
-    device = MemoryDevice("cell-2", [TagSpec("Spindle/Speed", DataType.DOUBLE, writable=True)])
-    _start_agent(stack, tmp_path, werk_settings, "agent-2", device)
-    (nbirth,) = wait_until(lambda: recorder.messages(MT.NBIRTH))
+    device = MemoryDevice("cell-3", [TagSpec("Spindle/Speed", DataType.DOUBLE)])
+    agent = start_agent(stack, tmp_path, port, host_id, device)
     wait_until(lambda: recorder.messages(MT.DBIRTH))
+    ts_ns = now_ns()
+    agent.submit("cell-3", [Reading("Spindle/Speed", 800.0, ts_ns, Quality.GOOD)])
+    path = f"{ROOT}/agent-cell-3/cell-3/Spindle.Speed"
+    wait_for_tag(werk, path, value=800.0, quality="good")
+
+    # A device that cannot be read: the agent reports its tags once, null and BAD.
+    agent.submit("cell-3", [Reading("Spindle/Speed", None, ts_ns + 1_000_000, Quality.BAD)])
+    data = wait_until(lambda: len(d := recorder.messages(MT.DDATA)) == 2 and d)
+    (lost,) = data[1].payload.metrics
+    assert (lost.name, lost.datatype, lost.is_null, lost.value) == (
+        "Spindle/Speed", DT.DOUBLE, True, None,
+    )  # fmt: skip
+    # werk's host must not go on showing the last value as good.
+    wait_until(lambda: (t := read_tag(werk, path)) and t["quality"] == "bad", timeout=3)
+
+
+def test_a_pysparkplug_primary_host_brings_the_agent_online_and_commands_it(
+    mosquitto: int, stack: contextlib.ExitStack, tmp_path: Path
+) -> None:
+    recorder = Recorder(mosquitto, edge_topic("agent-cell-2"))
+    stack.callback(recorder.close)
     host = SparkplugClient("interop-host")
-    host.connect("127.0.0.1", port=werk_settings.mqtt_port, keepalive=10)
+    host.connect("127.0.0.1", port=mosquitto, keepalive=10)
     stack.callback(host.disconnect)
     wait_until(lambda: host.is_connected)
+    stack.callback(publish_state, host, "ps-host", online=False)
+    device = MemoryDevice("cell-2", [TagSpec("Spindle/Speed", DataType.DOUBLE, writable=True)])
+    agent = start_agent(stack, tmp_path, mosquitto, "ps-host", device)
+    wait_until(lambda: agent.status().connected)
+    assert recorder.messages() == [] and not agent.status().online  # no primary host yet
 
+    publish_state(host, "ps-host", online=True)
+    (nbirth,) = wait_until(lambda: recorder.messages(MT.NBIRTH))
+    wait_until(lambda: recorder.messages(MT.DBIRTH))
     now = ps.get_current_timestamp()
     write = ps.DCmd(now, metrics=(ps.Metric(now, "Spindle/Speed", DT.DOUBLE, 1500.0),))
-    topic = ps.Topic(message_type=MT.DCMD, group_id=GROUP, edge_node_id="agent-2",
-                     device_id="cell-2")  # fmt: skip
-    host.publish(ps.Message(topic, write, ps.QoS.AT_MOST_ONCE, False), include_dtypes=True)
+    dcmd = ps.Message(topic(MT.DCMD, "agent-cell-2", "cell-2"), write, ps.QoS.AT_MOST_ONCE, False)
+    host.publish(dcmd, include_dtypes=True)
     wait_until(lambda: device.values == {"Spindle/Speed": 1500.0})
     answers = wait_until(lambda: [m for d in recorder.messages(MT.DDATA)
-                                  for m in d.payload.metrics])  # type: ignore[attr-defined]  # fmt: skip
+                                  for m in d.payload.metrics])  # fmt: skip
     assert [(m.name, m.value) for m in answers] == [("Spindle/Speed", 1500.0)]
 
     rebirth = ps.NCmd(now, metrics=(ps.Metric(now, "Node Control/Rebirth", DT.BOOLEAN, True),))
-    topic = ps.Topic(message_type=MT.NCMD, group_id=GROUP, edge_node_id="agent-2")
-    host.publish(ps.Message(topic, rebirth, ps.QoS.AT_MOST_ONCE, False), include_dtypes=True)
+    ncmd = ps.Message(topic(MT.NCMD, "agent-cell-2"), rebirth, ps.QoS.AT_MOST_ONCE, False)
+    host.publish(ncmd, include_dtypes=True)
     births = wait_until(lambda: len(b := recorder.messages(MT.NBIRTH)) == 2 and b)
-    assert bd_seq_of(births[1]) == bd_seq_of(nbirth) and births[1].payload.seq == 0  # type: ignore[attr-defined]
+    assert bd_seq_of(births[1]) == bd_seq_of(nbirth) and births[1].payload.seq == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,11 @@ from hypothesis import strategies as st
 
 from werk.core.errors import Conflict
 from werk.edge.buffer import DropPolicy, Position, Sample, StoreBuffer
+from werk.edge.config import BufferConfig, EdgeConfig, NodeConfig
+from werk.edge.forward import Forwarder
+from werk.edge.model import TagSpec
+from werk.edge.node import EdgeNode
+from werk.edge.status import Counters
 from werk.sparkplug.datatypes import DataType
 from werk.uns.contracts import Quality
 
@@ -224,3 +230,32 @@ def test_any_samples_round_trip(batches: list[list[Sample]]) -> None:
     assert [(r.device, r.samples) for r in records] == [
         (f"device-{i}", batch) for i, batch in enumerate(batches)
     ]
+
+
+def test_a_failed_live_publish_buffers_the_unconfirmed_window_first(tmp_path: Path) -> None:
+    """Samples that could not go out come after the ones sent just before, per tag."""
+
+    def sample(i: int) -> Sample:
+        return Sample("t", DataType.DOUBLE, float(i), NOW + i, Quality.GOOD)
+
+    async def scenario() -> list[object]:
+        config = EdgeConfig(
+            node=NodeConfig(group="g", edge_node="n"),
+            buffer=BufferConfig(path=tmp_path, fsync=False),
+        )
+        node = EdgeNode("g", "n")
+        node.set_device("dev", [TagSpec("t", DataType.DOUBLE)])
+        connected = [True]
+        forward = Forwarder(config, node, lambda _topic, _payload: connected[0], Counters())
+        await forward.open()
+        forward.live = True
+        forward.add("dev", [sample(1), sample(2)])
+        await forward.flush({"dev"})  # out, but not yet confirmed
+        connected[0] = False  # the connection died unnoticed
+        forward.add("dev", [sample(3)])
+        await forward.flush({"dev"})
+        records, _ = await forward.io(forward.buffer.read, None, 100)
+        await forward.close()
+        return [s.value for r in records for s in r.samples]
+
+    assert asyncio.run(scenario()) == [1.0, 2.0, 3.0]
