@@ -73,7 +73,7 @@ def _connector(machine: Machine, endpoint: Endpoint) -> OpcUaConfig | ModbusConf
                 "name": endpoint.asset,
                 "endpoint": endpoint.url,
                 "tags": opcua_tag_configs(machine),
-            }  # fmt: skip
+            }
         )
     return ModbusConfig.model_validate(
         {
@@ -85,7 +85,7 @@ def _connector(machine: Machine, endpoint: Endpoint) -> OpcUaConfig | ModbusConf
             "byte_order": "big",
             "word_order": "big",
             "groups": modbus_poll_groups(machine.spec.kind, interval_ms=POLL_MS),
-        }  # fmt: skip
+        }
     )
 
 
@@ -115,7 +115,7 @@ class DemoSite:
                 broker_url=f"mqtt://{mqtt_host}:{mqtt_port}",
                 buffer_dir=data_dir / "edge",
                 primary_host=primary_host,
-            )  # fmt: skip
+            )
         )
         self.json_devices = DemoPlant(
             mqtt_host, mqtt_port, root=root, seed=seed, assets=JSON_ASSETS
@@ -135,8 +135,11 @@ class DemoSite:
         except BaseException:
             self.stop()
             raise
-        _LOGGER.info("demo plant running: %d machines over OPC UA and Modbus, %d over JSON",
-                     len(self.endpoints), len(JSON_ASSETS))  # fmt: skip
+        _LOGGER.info(
+            "demo plant running: %d machines over OPC UA and Modbus, %d over JSON",
+            len(self.endpoints),
+            len(JSON_ASSETS),
+        )
 
     def stop(self) -> None:
         """Stop in reverse order; keep going if one part fails to stop."""
