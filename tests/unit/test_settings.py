@@ -50,3 +50,13 @@ def test_get_settings_reads_once() -> None:
     get_settings.cache_clear()
     assert get_settings() is get_settings()
     get_settings.cache_clear()
+
+
+def test_a_sparkplug_route_needs_five_levels() -> None:
+    from pydantic import ValidationError
+
+    from werk.core.settings import SparkplugRoute
+
+    assert SparkplugRoute(path="a/b/c/d/{device}").path == "a/b/c/d/{device}"
+    with pytest.raises(ValidationError, match="five ISA-95 levels"):
+        SparkplugRoute(path="a/b/{device}")

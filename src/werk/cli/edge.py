@@ -22,20 +22,28 @@ edge_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="the edge node's configuration [edge.toml]")
 ]
-LogLevelOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING [INFO]")]
+LogLevelOpt = Annotated[
+    str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR [INFO]")
+]
 
 
 @edge_app.command("run")
 @one_line_errors
 def run(config: ConfigOpt = Path("edge.toml"), log_level: LogLevelOpt = "INFO") -> None:
     """Run the edge node until Ctrl-C or SIGTERM (then DDEATH, NDEATH, disconnect)."""
+    from werk.core.errors import ValidationFailed
     from werk.core.logging import configure_logging
     from werk.edge.config import load_config
 
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValidationFailed(
+            f"--log-level {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR"
+        )
     configure_logging(log_level)
     asyncio.run(_serve(load_config(config)))
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +45,17 @@ class SparkplugRoute(BaseModel):
     edge_node: str = "*"
     device: str = "*"
     path: str
+
+    @field_validator("path")
+    @classmethod
+    def _five_levels(cls, path: str) -> str:
+        levels = [p for p in path.strip("/").split("/") if p]
+        if len(levels) < 5:
+            raise ValueError(
+                "path needs the five ISA-95 levels enterprise/site/area/line/cell, "
+                f"got {len(levels)} in {path!r}"
+            )
+        return path
 
 
 DEFAULT_SPARKPLUG_ROUTE: Final = SparkplugRoute(

@@ -169,7 +169,7 @@ class EdgeAgent:
         if device not in self._connectors:
             raise NotFound(f"the edge agent has no device {device!r}", code="unknown_device")
         loop = self._loop
-        if loop is None or self._stopping:
+        if loop is None or loop.is_closed() or self._stopping:
             raise Unavailable("the edge agent is not running", code="not_running")
         if threading.get_ident() == self._loop_thread:
             self._accept(device, readings)

@@ -31,6 +31,7 @@ class Converted:
     columns: SampleColumns | None = None
     unknown: list[str] = field(default_factory=list)
     commands: list[Metric] = field(default_factory=list)
+    unreadable: list[tuple[str, int, Quality]] = field(default_factory=list)  # path, ts, quality
     historical: bool = False
 
 
@@ -99,11 +100,16 @@ def _one(
     if metric.properties is not None and text_property(metric.properties, COMMAND_ID):
         out.commands.append(metric)
     out.historical = out.historical or metric.is_historical
-    if info.tag_path is None or metric.is_null or metric.value is None:
+    if info.tag_path is None:
+        return
+    ts_ms = metric.timestamp if metric.timestamp is not None else default_ms
+    if metric.is_null or metric.value is None:
+        quality = quality_of(metric.properties)
+        if quality is not _GOOD:  # an unreadable value: keep the last one, with this quality
+            out.unreadable.append((info.tag_path, ts_ms * NS_PER_MS, quality))
         return
     if info.name.startswith(EDGE_PREFIX):
         node.edge_metrics[info.name] = metric.value
-    ts_ms = metric.timestamp if metric.timestamp is not None else default_ms
     _append(out.samples, info, metric, ts_ms)
 
 

@@ -21,7 +21,13 @@ from werk.core.clock import NS_PER_MS, NS_PER_S, now_ns
 from werk.core.errors import PayloadError
 from werk.core.settings import Settings
 from werk.sparkplug.codec import Metric, Payload, data_columns, decode
-from werk.sparkplug.convert import EDGE_PREFIX, in_range, plain_columns, to_samples
+from werk.sparkplug.convert import (
+    EDGE_PREFIX,
+    Converted,
+    in_range,
+    plain_columns,
+    to_samples,
+)
 from werk.sparkplug.datatypes import COMMAND_ERROR, COMMAND_ID, COMMAND_STATUS, DataType
 from werk.sparkplug.mapping import UnsMapper
 from werk.sparkplug.samples import (
@@ -394,9 +400,18 @@ class SparkplugHost:
             node.stats.unknown_aliases += len(converted.unknown)
             self._rebirth(node, received_ns, f"unknown metrics {unknown}")
             problems.append(("sparkplug_unknown_alias", f"metrics not in the birth: {unknown}"))
-        samples = in_range(converted.samples, received_ns, problems)
+        samples = in_range(converted.samples + self._unreadable(converted), received_ns, problems)
         decoded = Decoded(_message_id(topic, payload), samples, converted.columns)
         return Translation(decoded, tuple(problems), converted.historical)
+
+    def _unreadable(self, converted: Converted) -> list[Sample]:
+        """Samples that keep each unreadable tag's last value, with the quality reported."""
+        samples = []
+        for path, ts_ns, quality in converted.unreadable:
+            value = self._effects.last_value(path)
+            if value is not None:
+                samples.append(Sample(path, ts_ns, value, quality, None))
+        return samples
 
     def _command_result(self, metric: Metric) -> None:
         props = metric.properties

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from werk.uns.contracts import Scalar
+from werk.uns.schemas import StoredValue
 
 
 class MetricRead(BaseModel):
@@ -70,7 +70,7 @@ class CommandCreate(BaseModel):
     """A write to the machine behind a tag."""
 
     tag: str = Field(examples=["acme/berlin/machining/line-1/cell-1/cnc-1/speed_setpoint"])
-    value: Scalar
+    value: StoredValue = Field(union_mode="left_to_right")
     wait_s: float = Field(default=5.0, ge=0, le=60, description="wait this long for the result")
 
 

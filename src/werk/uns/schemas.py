@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from werk.uns.contracts import QualityName, Scalar
+
+# Read side: any integer a source sent (Sparkplug UInt64 reaches 2**64 - 1) stays exact.
+StoredValue = StrictBool | StrictInt | StrictFloat | StrictStr
 
 
 class TagRead(BaseModel):
@@ -17,7 +20,7 @@ class TagRead(BaseModel):
     topic: str
     data_type: Literal["number", "boolean", "string"]
     unit: str | None
-    value: Scalar
+    value: StoredValue = Field(union_mode="left_to_right")
     quality: QualityName
     ts: datetime = Field(description="source timestamp of the last-known value")
     ingest_ts: datetime = Field(description="when werk received the last-known value")

@@ -31,6 +31,7 @@ from tests.integration.sparkplug.interop_support import (
     as_pysparkplug,
     bd_seq_of,
     edge_topic,
+    epoch_ms,
     metrics_by_name,
     node_view,
     publish_by_alias,
@@ -132,7 +133,7 @@ def test_data_by_alias_without_datatypes_updates_the_right_tags_and_history(
         f"Types.{name}": uns_view(datatype, later)
         for name, (datatype, _, later) in DEVICE_TYPES.items()
     }
-    assert datetime.fromisoformat(latest["Types.Int8"]["ts"]).timestamp() * 1000 == data_ms
+    assert epoch_ms(datetime.fromisoformat(latest["Types.Int8"]["ts"])) == data_ms
     wait_for_tag(werk, f"{ROOT}/ps-alias/node/Counter", value=7, data_type="number")
     assert read_tag(werk, f"{ROOT}/ps-alias/node/Temperature")["value"] == 22.25
     for name, (datatype, value, later) in DEVICE_TYPES.items():
