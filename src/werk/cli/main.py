@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from werk.cli.bench import bench_app
+from werk.cli.edge import edge_app
 from werk.cli.errors import one_line_errors
 from werk.cli.uns import history_command, uns_app
 
@@ -87,6 +88,7 @@ def _overrides(
 app.add_typer(uns_app, name="uns")
 app.command("history")(history_command)
 app.add_typer(bench_app, name="bench")
+app.add_typer(edge_app, name="edge")
 
 
 def main() -> None:

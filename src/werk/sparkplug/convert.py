@@ -93,12 +93,14 @@ def plain_columns(
 def _one(
     node: EdgeNodeState, state: DeviceState, metric: Metric, default_ms: int, out: Converted
 ) -> None:
+    if metric.properties is not None and text_property(metric.properties, COMMAND_ID):
+        out.commands.append(metric)  # also the answer to a write of an unknown metric
+        if metric.is_null and _resolve(node, state, metric) is None:
+            return
     info = _resolve(node, state, metric)
     if info is None:
         out.unknown.append(str(metric.alias if metric.name is None else metric.name))
         return
-    if metric.properties is not None and text_property(metric.properties, COMMAND_ID):
-        out.commands.append(metric)
     out.historical = out.historical or metric.is_historical
     if info.tag_path is None:
         return
