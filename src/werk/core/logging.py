@@ -16,5 +16,8 @@ def configure_logging(level: str = "INFO") -> None:
         handlers=[RichHandler(rich_tracebacks=True, show_path=False)],
         force=True,
     )
-    for noisy in ("uvicorn.access", "nicegui", "httpx"):
+    for noisy in ("uvicorn.access", "nicegui", "httpx", "pymodbus"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # asyncua warns at every start that its server offers no encryption (the demo PLCs
+    # and many plants do not), and logs each client connection at INFO.
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
