@@ -44,6 +44,7 @@ format: $(VENV)/.synced
 
 bench: $(VENV)/.synced
 	$(RUN)/werk bench ingest
+	$(RUN)/werk bench sparkplug
 
 clean:
 	rm -rf $(VENV) .werk .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -88,6 +88,7 @@ class SparkplugReport:
         """Plain data for JSON."""
         data = asdict(self)
         data["host"] = [{**asdict(h), "points_per_s": h.points_per_s} for h in self.host]
+        data["decode_points_per_s"] = {str(k): v for k, v in self.decode_points_per_s.items()}
         return data
 
 
