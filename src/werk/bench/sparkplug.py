@@ -151,7 +151,7 @@ class _HostBench:
         finally:
             publisher.stop()
             pipeline.listeners.remove(meter)
-        points = pipeline.stats.samples - samples_before - 2 * metrics  # births excluded
+        points = pipeline.stats.samples - samples_before - metrics  # the DBIRTH excluded
         return HostResult(metrics, meter.count, points, span_s(meter), meter.count >= count + 2)
 
     def _publisher(self, metrics: int, count: int) -> PublisherProcess:
