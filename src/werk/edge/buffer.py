@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from werk.core.errors import Conflict, StorageUnavailable
+from werk.core.journal import Position, read_checkpoint, write_checkpoint
 from werk.edge.records import HEADER, Sample, decode_body, encode_record, intact
 
 __all__ = ["BufferRecord", "BufferStats", "DropPolicy", "Position", "Sample", "StoreBuffer"]
 
 _LOGGER = logging.getLogger(__name__)
 
-_CHECKPOINT: Final = "checkpoint"
 _SUFFIX: Final = ".seg"
 
 
@@ -38,13 +38,6 @@ class DropPolicy(StrEnum):
 
     DROP_OLDEST = "drop_oldest"
     DROP_NEWEST = "drop_newest"
-
-
-class Position(NamedTuple):
-    """A place in the buffer: segment number and byte offset in it."""
-
-    segment: int
-    offset: int
 
 
 class BufferRecord(NamedTuple):
@@ -313,22 +306,13 @@ class StoreBuffer:
             checkpoint = Position(min(self._segments), 0)
         self._checkpoint = checkpoint
         if checkpoint != self._saved:
-            tmp = self._dir / f"{_CHECKPOINT}.tmp"
-            tmp.write_text(f"{checkpoint.segment} {checkpoint.offset}\n", "ascii")
-            tmp.replace(self._dir / _CHECKPOINT)
+            write_checkpoint(self._dir, checkpoint)
             self._saved = checkpoint
         if not any(s.pending for s in self._segments.values()):
             self._end_episodes("full", "age")
 
     def _read_checkpoint(self) -> Position:
-        try:
-            segment, offset = (self._dir / _CHECKPOINT).read_text("ascii").split()
-            return Position(int(segment), int(offset))
-        except FileNotFoundError:
-            return Position(0, 0)
-        except ValueError:
-            _LOGGER.warning("edge buffer checkpoint unreadable; replaying the whole buffer")
-            return Position(0, 0)
+        return read_checkpoint(self._dir, "edge buffer")
 
     def _take_lock(self) -> None:
         self._lock_file = (self._dir / "lock").open("ab")

@@ -23,13 +23,14 @@ import paho.mqtt.client as paho
 from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.clock import now_ns
+from werk.core.journal import Position
 from werk.core.settings import OverflowPolicy, Settings
 from werk.historian import RawStore
 from werk.uns.broker import BrokerAddress
 from werk.uns.contracts import CommandHandler
 from werk.uns.mqtt import close_flushed, connect, make_client
 from werk.uns.namespace import Namespace
-from werk.uns.spool import FLAG_OVERFLOW, Position, Spool, SpoolRecord, record_size
+from werk.uns.spool import FLAG_OVERFLOW, Spool, SpoolRecord, record_size
 from werk.uns.translate import Translator
 from werk.uns.writer import Chunk, HistorianWriter, IngestStats, Listener, Received
 

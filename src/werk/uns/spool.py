@@ -23,19 +23,12 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from werk.core.errors import StorageUnavailable
+from werk.core.journal import Position, read_checkpoint, write_checkpoint
 
 _LOGGER = logging.getLogger(__name__)
 
 _HEADER: Final = struct.Struct("<IIQHB")
-_CHECKPOINT: Final = "checkpoint"
 FLAG_OVERFLOW: Final = 1
-
-
-class Position(NamedTuple):
-    """A place in the spool: segment number and byte offset in it."""
-
-    segment: int
-    offset: int
 
 
 class SpoolRecord(NamedTuple):
@@ -124,9 +117,7 @@ class Spool:
 
     def commit(self, upto: Position) -> None:
         """Mark everything before `upto` as stored; delete segments wholly behind it."""
-        tmp = self._dir / f"{_CHECKPOINT}.tmp"
-        tmp.write_text(f"{upto.segment} {upto.offset}\n", encoding="ascii")
-        tmp.replace(self._dir / _CHECKPOINT)
+        write_checkpoint(self._dir, upto)
         for number in self._segments():
             if number < upto.segment:
                 self._path(number).unlink(missing_ok=True)
@@ -152,14 +143,7 @@ class Spool:
         return sorted(int(p.stem) for p in self._dir.glob("*.seg") if p.stem.isdigit())
 
     def _read_checkpoint(self) -> Position:
-        try:
-            segment, offset = (self._dir / _CHECKPOINT).read_text("ascii").split()
-            return Position(int(segment), int(offset))
-        except FileNotFoundError:
-            return Position(0, 0)
-        except ValueError:
-            _LOGGER.warning("spool checkpoint unreadable; replaying the whole spool")
-            return Position(0, 0)
+        return read_checkpoint(self._dir, "spool")
 
 
 def _encode(record: SpoolRecord) -> bytes:

@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.clock import NS_PER_S, now_ns
 from werk.core.errors import PayloadError, WerkError
+from werk.core.journal import Position
 from werk.core.settings import Settings
 from werk.historian import RawColumns, RawStore
 from werk.uns import quarantine
 from werk.uns.contracts import CommandHandler, Decoded, decode, decode_command
 from werk.uns.namespace import Namespace
 from werk.uns.quarantine import Rejected
-from werk.uns.spool import Position
 from werk.uns.topics import DataClass, UnsTopic, parse_topic
 from werk.uns.translate import Translator
 
