@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import threading
@@ -17,13 +16,14 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from tests.conftest import free_port, make_settings, wait_until
+from tests.edge_device import MemoryDevice
 
 from werk.core.clock import now_ns
 from werk.core.settings import Settings
 from werk.edge.agent import EdgeAgent
 from werk.edge.config import BufferConfig, EdgeConfig, NodeConfig
-from werk.edge.connectors import Connector, ConnectorConfigBase
-from werk.edge.model import Reading, TagSpec, Value
+from werk.edge.connectors import Connector
+from werk.edge.model import Reading, TagSpec
 from werk.sparkplug.codec import Metric, Payload, PropertySet, decode, encode
 from werk.sparkplug.datatypes import DataType
 from werk.sparkplug.topics import (
@@ -42,31 +42,6 @@ SPECS = [
     TagSpec("Speed", DataType.DOUBLE, writable=True, unit="rpm"),
     TagSpec("Count", DataType.INT64),
 ]
-
-
-class MemoryDevice(Connector[ConnectorConfigBase]):
-    """A device held in memory (tests only): the test submits its readings."""
-
-    def __init__(self, name: str, specs: list[TagSpec]) -> None:
-        super().__init__(ConnectorConfigBase(kind="memory", name=name))
-        self._set_specs(specs)
-        self.values: dict[str, Value] = {}
-
-    async def _connect(self) -> None:
-        pass
-
-    async def _serve(self) -> None:
-        await asyncio.Event().wait()
-
-    async def _disconnect(self) -> None:
-        pass
-
-    async def _write(self, tag: str, value: Value) -> Value:
-        self.values[tag] = value
-        return value
-
-    def _map_errors(self, tag: str | None) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

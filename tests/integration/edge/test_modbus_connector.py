@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pydantic
@@ -16,10 +15,10 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 from tests.conftest import free_port
+from tests.edge_device import Collector, eventually
 
 from werk.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from werk.edge.connectors import ConnectorState, ModbusConfig, ModbusConnector, build_connector
-from werk.edge.model import Reading
 from werk.sparkplug.datatypes import DataType
 from werk.uns.contracts import Quality
 
@@ -166,28 +165,6 @@ class Plc:
         if self.server is not None:
             await self.server.shutdown()
             self.server = None
-
-
-class Collector:
-    """A sink that keeps every reading."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def __call__(self, readings: Sequence[Reading]) -> None:
-        self.readings.extend(readings)
-
-    def latest(self, tag: str) -> Reading | None:
-        return next((r for r in reversed(self.readings) if r.tag == tag), None)
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        await asyncio.sleep(0.01)
-    pytest.fail(f"condition not met within {within} s")
 
 
 def _polled_after(sink: Collector, start: int, *tags: str) -> dict[str, Any] | None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +12,7 @@ import pydantic
 import pytest
 from asyncua import Server, ua
 from tests.conftest import free_port
+from tests.edge_device import Collector, eventually
 
 from werk.core.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from werk.edge.connectors import (
@@ -22,7 +22,6 @@ from werk.edge.connectors import (
     build_connector,
 )
 from werk.edge.deadband import ReportByException
-from werk.edge.model import Reading
 from werk.sparkplug.datatypes import DataType
 from werk.uns.contracts import Quality
 
@@ -63,28 +62,6 @@ class Plant:
     async def set(self, name: str, value: Any, variant: ua.VariantType, **extra: Any) -> None:
         data = ua.DataValue(ua.Variant(value, variant), **extra)
         await self.server.write_attribute_value(self.node_id(name), data)
-
-
-class Collector:
-    """A sink that keeps every reading."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def __call__(self, readings: Sequence[Reading]) -> None:
-        self.readings.extend(readings)
-
-    def latest(self, tag: str) -> Reading | None:
-        return next((r for r in reversed(self.readings) if r.tag == tag), None)
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        await asyncio.sleep(0.02)
-    pytest.fail(f"condition not met within {within} s")
 
 
 @pytest.fixture(scope="module")

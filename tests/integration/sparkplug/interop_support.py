@@ -9,7 +9,6 @@ stay pysparkplug's own.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import calendar
 import contextlib
@@ -29,11 +28,10 @@ import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from tests.conftest import wait_until
+from tests.edge_device import MemoryDevice
 
 from werk.edge.agent import EdgeAgent
 from werk.edge.config import BufferConfig, EdgeConfig, NodeConfig
-from werk.edge.connectors import Connector, ConnectorConfigBase
-from werk.edge.model import TagSpec, Value
 from werk.sparkplug.datatypes import DataType
 
 GROUP = "interop"
@@ -187,31 +185,6 @@ def publish_by_alias(
         topic(kind, node.edge_node_id, device), payload, ps.QoS.AT_MOST_ONCE, False
     )
     client.publish(message, include_dtypes=False)
-
-
-class MemoryDevice(Connector[ConnectorConfigBase]):
-    """A device held in memory (tests only): the test submits its readings."""
-
-    def __init__(self, name: str, specs: list[TagSpec]) -> None:
-        super().__init__(ConnectorConfigBase(kind="memory", name=name))
-        self._set_specs(specs)
-        self.values: dict[str, Value] = {}
-
-    async def _connect(self) -> None:
-        pass
-
-    async def _serve(self) -> None:
-        await asyncio.Event().wait()
-
-    async def _disconnect(self) -> None:
-        pass
-
-    async def _write(self, tag: str, value: Value) -> Value:
-        self.values[tag] = value
-        return value
-
-    def _map_errors(self, tag: str | None) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

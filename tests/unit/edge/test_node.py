@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.edge_device import MemoryDevice
 
 from werk.edge.buffer import Sample
 from werk.edge.commands import CommandRunner, rebirth_requested
-from werk.edge.connectors import Connector, ConnectorConfigBase
-from werk.edge.model import Reading, TagSpec, Value
+from werk.edge.model import Reading, TagSpec
 from werk.edge.node import BdSeq, EdgeNode, RebirthThrottle, fit_value
 from werk.sparkplug.codec import Metric, Payload, PropertySet, decode, encode
 from werk.sparkplug.datatypes import DataType
@@ -218,31 +217,6 @@ def test_replayed_samples_of_undeclared_tags_or_types_are_not_publishable() -> N
 
 
 # -- commands -------------------------------------------------------------------------------
-
-
-class MemoryDevice(Connector[ConnectorConfigBase]):
-    """A device held in memory (tests only): writes land in `values`."""
-
-    def __init__(self, name: str, specs: list[TagSpec]) -> None:
-        super().__init__(ConnectorConfigBase(kind="memory", name=name))
-        self._set_specs(specs)
-        self.values: dict[str, Value] = {}
-
-    async def _connect(self) -> None:
-        pass
-
-    async def _serve(self) -> None:
-        await asyncio.Event().wait()
-
-    async def _disconnect(self) -> None:
-        pass
-
-    async def _write(self, tag: str, value: Value) -> Value:
-        self.values[tag] = value
-        return value
-
-    def _map_errors(self, tag: str | None) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
 
 def _dcmd(*metrics: Metric) -> bytes:
