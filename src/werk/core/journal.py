@@ -7,8 +7,11 @@ of numbered segment files; a checkpoint file says how far their records are done
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import BinaryIO, Final, NamedTuple
+
+from werk.core.errors import StorageUnavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,3 +42,14 @@ def read_checkpoint(directory: Path, what: str) -> Position:
     except ValueError:
         _LOGGER.warning("%s checkpoint unreadable; replaying the whole %s", what, what)
         return Position(0, 0)
+
+
+def append_durably(file: BinaryIO, chunk: bytes, *, fsync: bool, what: str) -> None:
+    """Write `chunk`, flush it and (if asked) fsync it; StorageUnavailable on failure."""
+    try:
+        file.write(chunk)
+        file.flush()
+        if fsync:
+            os.fsync(file.fileno())
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot write the {what}: {exc}") from exc

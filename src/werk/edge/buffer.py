@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from werk.core.errors import Conflict, StorageUnavailable
-from werk.core.journal import Position, read_checkpoint, write_checkpoint
+from werk.core.journal import Position, append_durably, read_checkpoint, write_checkpoint
 from werk.edge.records import HEADER, Sample, decode_body, encode_record, intact
 
 __all__ = ["BufferRecord", "BufferStats", "DropPolicy", "Position", "Sample", "StoreBuffer"]
@@ -198,13 +197,7 @@ class StoreBuffer:
     def _write(self, chunk: bytes, samples: int) -> None:
         if self._file is None:
             raise StorageUnavailable("the edge buffer is not open", code="buffer_closed")
-        try:
-            self._file.write(chunk)
-            self._file.flush()
-            if self._fsync:
-                os.fsync(self._file.fileno())
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot write the edge buffer: {exc}") from exc
+        append_durably(self._file, chunk, fsync=self._fsync, what="edge buffer")
         segment = self._segments[self._active]
         segment.size = segment.end = segment.size + len(chunk)
         segment.pending += samples

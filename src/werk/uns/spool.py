@@ -14,7 +14,6 @@ payload. A torn record at the end of the newest segment (a crash mid-write) is c
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from werk.core.errors import StorageUnavailable
-from werk.core.journal import Position, read_checkpoint, write_checkpoint
+from werk.core.journal import Position, append_durably, read_checkpoint, write_checkpoint
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,13 +101,7 @@ class Spool:
         if self._file is None:
             raise StorageUnavailable("the ingest spool is not open", code="spool_closed")
         chunk = b"".join(_encode(r) for r in records)
-        try:
-            self._file.write(chunk)
-            self._file.flush()
-            if self._fsync:
-                os.fsync(self._file.fileno())
-        except OSError as exc:
-            raise StorageUnavailable(f"cannot write the ingest spool: {exc}") from exc
+        append_durably(self._file, chunk, fsync=self._fsync, what="ingest spool")
         self._offset += len(chunk)
         end = self.position
         if self._offset >= self._segment_bytes:
