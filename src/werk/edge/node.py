@@ -4,8 +4,7 @@
 specs, one alias per metric (unique across the node and stable for the life of the
 process), the last reading of every tag (births carry current values) and the sequence
 number (0 with NBIRTH, +1 per message, 255 wraps to 0). It builds payloads; the agent
-publishes them in the order it built them. Quality travels as the Int32 property
-``Quality`` (OPC codes), in births always and in data only when not good.
+publishes them in the order it built them; `werk.edge.metrics` shapes each metric.
 """
 
 from __future__ import annotations
@@ -18,20 +17,30 @@ from pathlib import Path
 from typing import Final
 
 from werk.edge.buffer import Sample
+from werk.edge.metrics import birth_metric, data_metric, fit_value, wire_datatype
 from werk.edge.model import Reading, TagSpec, Value
-from werk.sparkplug.codec import Metric, Payload, PropertySet
-from werk.sparkplug.datatypes import (
-    FLOAT_TYPES,
-    INTEGER_TYPES,
-    OPC_BAD,
-    OPC_GOOD,
-    OPC_UNCERTAIN,
-    QUALITY_PROPERTY,
-    TEXT_TYPES,
-    DataType,
-)
+from werk.sparkplug.codec import Metric, Payload
+from werk.sparkplug.datatypes import DataType
 from werk.sparkplug.topics import MessageType, SparkplugTopic
 from werk.uns.contracts import Quality
+
+__all__ = [
+    "BDSEQ",
+    "BUFFERED_SAMPLES",
+    "BUFFER_BYTES",
+    "COMMAND_ERROR",
+    "COMMAND_ID",
+    "COMMAND_STATUS",
+    "DROPPED_SAMPLES",
+    "REBIRTH",
+    "SEQ_MODULO",
+    "BdSeq",
+    "EdgeNode",
+    "RebirthThrottle",
+    "connector_state_metric",
+    "fit_value",
+    "wire_datatype",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,31 +53,6 @@ DROPPED_SAMPLES: Final = "Edge/Dropped Samples"
 COMMAND_ID: Final = "werk.command_id"
 COMMAND_STATUS: Final = "werk.command_status"
 COMMAND_ERROR: Final = "werk.command_error"
-UNIT_PROPERTY: Final = "engUnit"
-WRITABLE_PROPERTY: Final = "Writable"
-# No OPC code for STALE exists in werk's convention; a stale value is an uncertain one.
-OPC_CODES: Final = {
-    Quality.GOOD: OPC_GOOD,
-    Quality.UNCERTAIN: OPC_UNCERTAIN,
-    Quality.BAD: OPC_BAD,
-    Quality.STALE: OPC_UNCERTAIN,
-}
-_IMPLIED: Final = frozenset(
-    {DataType.BOOLEAN, DataType.DOUBLE, DataType.STRING, DataType.TEXT, DataType.UUID}
-    | {DataType.UINT8, DataType.UINT16, DataType.UINT32}
-)
-_SMALL_INTS: Final = frozenset({DataType.INT8, DataType.INT16, DataType.INT32})
-_INT_RANGES: Final = {
-    DataType.INT8: (-(2**7), 2**7 - 1),
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.INT64: (-(2**63), 2**63 - 1),
-    DataType.UINT8: (0, 2**8 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.UINT64: (0, 2**64 - 1),
-    DataType.DATETIME: (0, 2**63 - 1),
-}
 
 
 def connector_state_metric(device: str) -> str:
@@ -277,7 +261,9 @@ class EdgeNode:
         """The DBIRTH of a device with every tag's current value."""
         state = self._devices[device]
         metrics = tuple(
-            self._birth_metric(device, spec, state.current.get(spec.name), now_ms)
+            birth_metric(
+                self._aliases[(device, spec.name)], spec, state.current.get(spec.name), now_ms
+            )
             for spec in state.specs.values()
         )
         return Payload(timestamp=now_ms, metrics=metrics, seq=self._next_seq())
@@ -295,7 +281,7 @@ class EdgeNode:
     def ndata(self, names: Iterable[str], now_ms: int) -> Payload:
         """An NDATA with the current values of the named node metrics."""
         metrics = tuple(
-            _data_metric(self.alias(None, name), *self._node_metrics[name], now_ms)
+            data_metric(self.alias(None, name), *self._node_metrics[name], now_ms)
             for name in names
             if name in self._node_metrics
         )
@@ -306,7 +292,7 @@ class EdgeNode:
     ) -> Payload:
         """A DDATA of declared samples (aliases only), taking the next sequence number."""
         metrics = tuple(
-            _data_metric(
+            data_metric(
                 self._aliases[(device, s.tag)], s.datatype, s.value, s.ts_ns // 1_000_000,
                 s.quality, historical=historical,
             )
@@ -347,77 +333,3 @@ class EdgeNode:
             name=name, alias=self.alias(None, name), timestamp=now_ms, datatype=datatype,
             value=value,
         )  # fmt: skip
-
-    def _birth_metric(
-        self, device: str, spec: TagSpec, current: Reading | None, now_ms: int
-    ) -> Metric:
-        value = None if current is None else current.value
-        quality = Quality.BAD if current is None else current.quality
-        props: dict[str, tuple[DataType, object]] = {
-            QUALITY_PROPERTY: (DataType.INT32, OPC_CODES[quality]),
-            WRITABLE_PROPERTY: (DataType.BOOLEAN, spec.writable),
-        }
-        if spec.unit:
-            props[UNIT_PROPERTY] = (DataType.STRING, spec.unit)
-        return Metric(
-            name=spec.name,
-            alias=self._aliases[(device, spec.name)],
-            timestamp=now_ms if current is None else current.ts_ns // 1_000_000,
-            datatype=spec.datatype,
-            value=value,
-            is_null=value is None,
-            properties=PropertySet.of(**props),
-        )
-
-
-def _data_metric(
-    alias: int,
-    datatype: DataType,
-    value: Value | None,
-    ts_ms: int,
-    quality: Quality = Quality.GOOD,
-    *,
-    historical: bool = False,
-) -> Metric:
-    properties = None
-    if quality is not Quality.GOOD:
-        properties = PropertySet.of(**{QUALITY_PROPERTY: (DataType.INT32, OPC_CODES[quality])})
-    return Metric(
-        alias=alias,
-        timestamp=ts_ms,
-        datatype=wire_datatype(datatype, value),
-        value=value,
-        is_null=value is None,
-        is_historical=historical,
-        properties=properties,
-    )
-
-
-def wire_datatype(datatype: DataType, value: Value | None) -> DataType | None:
-    """The datatype a data message must carry: none, unless the value's Python type alone
-    would put it in another protobuf field than the birth's datatype does (Float, 64-bit
-    integers, DateTime, negative integers)."""
-    if value is None or datatype in _IMPLIED:
-        return None
-    if datatype in _SMALL_INTS and isinstance(value, int) and value >= 0:
-        return None
-    return datatype
-
-
-def fit_value(datatype: DataType, value: Value | None) -> Value | None:
-    """`value` as `datatype` carries it, or None when it cannot be carried."""
-    if value is None:
-        return None
-    if datatype in INTEGER_TYPES:
-        low, high = _INT_RANGES[datatype]
-        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-        return value if ok else None
-    if datatype in FLOAT_TYPES:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        return None
-    if datatype is DataType.BOOLEAN:
-        return value if isinstance(value, bool) else None
-    if datatype in TEXT_TYPES:
-        return value if isinstance(value, str) else None
-    return value

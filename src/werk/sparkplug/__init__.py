@@ -16,7 +16,8 @@ from werk.sparkplug.codec import (
     encode,
 )
 from werk.sparkplug.datatypes import DataType
-from werk.sparkplug.host import HostEffects, SparkplugHost
+from werk.sparkplug.effects import HostEffects
+from werk.sparkplug.host import SparkplugHost
 from werk.sparkplug.mapping import UnsMapper
 from werk.sparkplug.topics import (
     NAMESPACE,

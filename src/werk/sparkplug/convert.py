@@ -7,13 +7,14 @@ complex values, edge-node metrics, unknown aliases) takes the metric-by-metric p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from werk.core.clock import NS_PER_MS, NS_PER_S
-from werk.sparkplug.codec import Metric, Template
-from werk.sparkplug.datatypes import COMMAND_ID
+from werk.sparkplug.codec import Metric, Payload, Template
+from werk.sparkplug.datatypes import COMMAND_ID, DataType
 from werk.sparkplug.samples import converter, ms_to_ns, quality_of, template_members, text_property
 from werk.sparkplug.state import DeviceState, EdgeNodeState, MetricInfo
 from werk.uns.contracts import Quality, Sample, SampleColumns
@@ -151,3 +152,35 @@ def in_range(
     detail = f"{len(samples) - len(kept)} metric timestamps before 1970 or more than 24 h ahead"
     problems.append(("timestamp_out_of_range", detail))
     return kept
+
+
+def is_plain(info: MetricInfo) -> bool:
+    """Whether a metric's values go to the UNS as they come (the column-wise path)."""
+    return (
+        info.tag_path is not None
+        and info.datatype is not DataType.TEMPLATE
+        and converter(info.datatype) is None
+        and not info.name.startswith(EDGE_PREFIX)
+    )
+
+
+def bd_seq_of(message: Payload) -> int | None:
+    """The bdSeq metric of an NBIRTH or NDEATH."""
+    for metric in message.metrics:
+        if metric.name == "bdSeq" and isinstance(metric.value, int):
+            return metric.value
+    return None
+
+
+def message_id(topic: str, payload: bytes) -> int:
+    """The same message delivered twice gets the same id (seq and timestamps are inside)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(topic.encode())
+    digest.update(b"\x00")
+    digest.update(payload)
+    return int.from_bytes(digest.digest(), "big") >> 1
+
+
+def is_writable(info: MetricInfo) -> bool:
+    """Whether werk may send writes to a metric (unknown counts as writable)."""
+    return info.writable is not False and info.datatype is not DataType.UNKNOWN

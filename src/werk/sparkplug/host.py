@@ -11,28 +11,29 @@ subscriptions, publishing commands) lives in `werk.sparkplug.client`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Final, Protocol
+from typing import Final
 
 from werk.core.clock import NS_PER_MS, NS_PER_S, now_ns
 from werk.core.errors import PayloadError
 from werk.core.settings import Settings
 from werk.sparkplug.codec import Metric, Payload, data_columns, decode
 from werk.sparkplug.convert import (
-    EDGE_PREFIX,
     Converted,
+    bd_seq_of,
     in_range,
+    is_plain,
+    message_id,
     plain_columns,
     to_samples,
 )
-from werk.sparkplug.datatypes import COMMAND_ERROR, COMMAND_ID, COMMAND_STATUS, DataType
+from werk.sparkplug.datatypes import COMMAND_ERROR, COMMAND_ID, COMMAND_STATUS
+from werk.sparkplug.effects import HostEffects
 from werk.sparkplug.mapping import UnsMapper
 from werk.sparkplug.samples import (
     bool_property,
-    converter,
     text_property,
 )
 from werk.sparkplug.state import (
@@ -57,27 +58,6 @@ _LOGGER = logging.getLogger(__name__)
 UNIT_PROPERTY: Final = "engUnit"
 WRITABLE_PROPERTY: Final = "Writable"
 _FUTURE_NS: Final = 24 * 3600 * NS_PER_S
-
-
-class HostEffects(Protocol):
-    """What the host asks of the world outside its message logic."""
-
-    def request_rebirth(self, group: str, edge_node: str) -> None:
-        """Publish an NCMD ``Node Control/Rebirth`` to the edge node."""
-
-    def record_birth(self, node: EdgeNodeState, device: str | None, payload: bytes) -> None:
-        """Keep a birth certificate so aliases survive a restart of werk."""
-
-    def record_death(self, node: EdgeNodeState, device: str | None) -> None:
-        """Note that a node or device went offline."""
-
-    def command_result(
-        self, command_id: str, status: str, value: object, error: str | None
-    ) -> None:
-        """An edge node reported the outcome of a write."""
-
-    def last_value(self, tag_path: str) -> bool | int | float | str | None:
-        """The last-known value of a tag, for STALE samples."""
 
 
 class SparkplugHost:
@@ -194,7 +174,7 @@ class SparkplugHost:
         self, node: EdgeNodeState, topic: str, payload: bytes, received_ns: int
     ) -> Translation:
         message = decode(payload)
-        bd_seq = _bd_seq(message)
+        bd_seq = bd_seq_of(message)
         if bd_seq is None:
             raise PayloadError("NBIRTH has no bdSeq metric", code="sparkplug_no_bdseq")
         node.forget_aliases()
@@ -252,7 +232,7 @@ class SparkplugHost:
                 text_property(metric.properties, UNIT_PROPERTY),
                 bool_property(metric.properties, WRITABLE_PROPERTY),
             )  # fmt: skip
-            info.plain = _is_plain(info)
+            info.plain = is_plain(info)
             state.metrics[metric.name] = info
             node.declare(info)
         return problems
@@ -260,7 +240,7 @@ class SparkplugHost:
     def _node_death(
         self, node: EdgeNodeState, topic: str, payload: bytes, received_ns: int
     ) -> Translation:
-        bd_seq = _bd_seq(decode(payload))
+        bd_seq = bd_seq_of(decode(payload))
         if not node.online or bd_seq is None or bd_seq != node.bd_seq:
             node.stats.late_deaths += 1
             _LOGGER.info("ignoring NDEATH of %s/%s with bdSeq %s (current %s)",
@@ -298,7 +278,7 @@ class SparkplugHost:
                 value = self._effects.last_value(info.tag_path)
                 if value is not None:
                     samples.append(Sample(info.tag_path, received_ns, value, Quality.STALE, None))
-        return Translation(Decoded(_message_id(topic, payload), samples))
+        return Translation(Decoded(message_id(topic, payload), samples))
 
     def _before_birth(
         self, node: EdgeNodeState, kind: MessageType, received_ns: int
@@ -377,7 +357,7 @@ class SparkplugHost:
         if columns is None:
             return None
         self._check_seq_number(node, data.seq, received_ns)
-        return Translation(Decoded(_message_id(topic, payload), [], columns))
+        return Translation(Decoded(message_id(topic, payload), [], columns))
 
     def _samples(
         self,
@@ -401,7 +381,7 @@ class SparkplugHost:
             self._rebirth(node, received_ns, f"unknown metrics {unknown}")
             problems.append(("sparkplug_unknown_alias", f"metrics not in the birth: {unknown}"))
         samples = in_range(converted.samples + self._unreadable(converted), received_ns, problems)
-        decoded = Decoded(_message_id(topic, payload), samples, converted.columns)
+        decoded = Decoded(message_id(topic, payload), samples, converted.columns)
         return Translation(decoded, tuple(problems), converted.historical)
 
     def _unreadable(self, converted: Converted) -> list[Sample]:
@@ -420,33 +400,3 @@ class SparkplugHost:
         error = text_property(props, COMMAND_ERROR)
         if command_id is not None and not self._restoring:
             self._effects.command_result(command_id, status, metric.value, error)
-
-
-def _is_plain(info: MetricInfo) -> bool:
-    return (
-        info.tag_path is not None
-        and info.datatype is not DataType.TEMPLATE
-        and converter(info.datatype) is None
-        and not info.name.startswith(EDGE_PREFIX)
-    )
-
-
-def _bd_seq(message: Payload) -> int | None:
-    for metric in message.metrics:
-        if metric.name == "bdSeq" and isinstance(metric.value, int):
-            return metric.value
-    return None
-
-
-def _message_id(topic: str, payload: bytes) -> int:
-    """The same message delivered twice gets the same id (seq and timestamps are inside)."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(topic.encode())
-    digest.update(b"\x00")
-    digest.update(payload)
-    return int.from_bytes(digest.digest(), "big") >> 1
-
-
-def is_writable(info: MetricInfo) -> bool:
-    """Whether werk may send writes to a metric (unknown counts as writable)."""
-    return info.writable is not False and info.datatype is not DataType.UNKNOWN

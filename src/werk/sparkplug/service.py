@@ -22,8 +22,9 @@ from werk.core.errors import Conflict, NotFound, PayloadError, Unavailable, Vali
 from werk.core.settings import Settings
 from werk.sparkplug.client import HostClient
 from werk.sparkplug.codec import Metric, Payload, PropertySet, encode
+from werk.sparkplug.convert import is_writable
 from werk.sparkplug.datatypes import COMMAND_ID, FLOAT_TYPES, INTEGER_TYPES, DataType
-from werk.sparkplug.host import SparkplugHost, is_writable
+from werk.sparkplug.host import SparkplugHost
 from werk.sparkplug.models import BirthRecord, CommandRecord
 from werk.sparkplug.state import EdgeNodeState, MetricInfo
 from werk.sparkplug.topics import MessageType, SparkplugTopic

@@ -8,7 +8,7 @@ from datetime import datetime
 import orjson
 
 from werk.core.clock import to_datetime
-from werk.sparkplug.host import is_writable
+from werk.sparkplug.convert import is_writable
 from werk.sparkplug.models import CommandRecord
 from werk.sparkplug.schemas import CommandRead, DeviceRead, MetricRead, NodeRead
 from werk.sparkplug.state import DeviceState, EdgeNodeState, MetricInfo

@@ -28,11 +28,12 @@ from werk.core.settings import OverflowPolicy, Settings
 from werk.historian import RawStore
 from werk.uns.broker import BrokerAddress
 from werk.uns.contracts import CommandHandler
+from werk.uns.messages import Chunk, IngestStats, Received
 from werk.uns.mqtt import close_flushed, connect, make_client
 from werk.uns.namespace import Namespace
 from werk.uns.spool import FLAG_OVERFLOW, Spool, SpoolRecord, record_size
 from werk.uns.translate import Translator
-from werk.uns.writer import Chunk, HistorianWriter, IngestStats, Listener, Received
+from werk.uns.writer import HistorianWriter, Listener
 
 _LOGGER = logging.getLogger(__name__)
 

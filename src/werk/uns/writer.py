@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Final
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +23,7 @@ from werk.core.settings import Settings
 from werk.historian import RawColumns, RawStore
 from werk.uns import quarantine
 from werk.uns.contracts import CommandHandler, Decoded, decode, decode_command
+from werk.uns.messages import Chunk, IngestStats, Received, SeenMessages
 from werk.uns.namespace import Namespace
 from werk.uns.quarantine import Rejected
 from werk.uns.topics import DataClass, UnsTopic, parse_topic
@@ -32,65 +32,10 @@ from werk.uns.translate import Translator
 _LOGGER = logging.getLogger(__name__)
 
 _TOPIC_CACHE: Final = 100_000
-_MAX_SEEN: Final = 2_000_000
 _RETRY_MAX_S: Final = 10.0
 _OVERFLOW_DETAIL: Final = "the ingest queue was full (overflow policy: quarantine)"
 
 Listener = Callable[[list[tuple[Decoded, int]]], None]
-
-
-class Received(NamedTuple):
-    """A message as received, before any decoding."""
-
-    topic: str
-    payload: bytes
-    received_ns: int
-    overflowed: bool = False
-
-
-class Chunk(NamedTuple):
-    """Messages the spool holds, up to `end`, and their size in bytes."""
-
-    messages: list[Received]
-    end: Position
-    size: int
-
-
-@dataclass(slots=True)
-class IngestStats:
-    """Counters of the pipeline since start."""
-
-    received: int = 0
-    accepted: int = 0
-    samples: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    overflowed: int = 0
-    replayed: int = 0
-    batches: int = 0
-    write_errors: int = 0
-    historical_repeats: int = 0
-    last_error: str | None = None
-    started_ns: int = field(default_factory=now_ns)
-
-
-class SeenMessages:
-    """Ids of recently stored messages, forgotten after a time window."""
-
-    def __init__(self, window_ns: int) -> None:
-        self._window_ns = window_ns
-        self._ids: OrderedDict[int, int] = OrderedDict()
-
-    def __contains__(self, msg_id: int) -> bool:
-        return msg_id in self._ids
-
-    def add(self, msg_id: int, at_ns: int) -> None:
-        """Remember an id, forgetting the oldest beyond the window or the size cap."""
-        self._ids[msg_id] = at_ns
-        horizon = at_ns - self._window_ns
-        ids = self._ids
-        while ids and (len(ids) > _MAX_SEEN or next(iter(ids.values())) < horizon):
-            ids.popitem(last=False)
 
 
 class _Batch:

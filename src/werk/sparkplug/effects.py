@@ -1,0 +1,28 @@
+"""What the host application asks of the world outside its message logic."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from werk.sparkplug.state import EdgeNodeState
+
+
+class HostEffects(Protocol):
+    """What the host asks of the world outside its message logic."""
+
+    def request_rebirth(self, group: str, edge_node: str) -> None:
+        """Publish an NCMD ``Node Control/Rebirth`` to the edge node."""
+
+    def record_birth(self, node: EdgeNodeState, device: str | None, payload: bytes) -> None:
+        """Keep a birth certificate so aliases survive a restart of werk."""
+
+    def record_death(self, node: EdgeNodeState, device: str | None) -> None:
+        """Note that a node or device went offline."""
+
+    def command_result(
+        self, command_id: str, status: str, value: object, error: str | None
+    ) -> None:
+        """An edge node reported the outcome of a write."""
+
+    def last_value(self, tag_path: str) -> bool | int | float | str | None:
+        """The last-known value of a tag, for STALE samples."""
