@@ -44,6 +44,7 @@ def test_every_protocol_reaches_the_namespace(werk: TestClient) -> None:
         assert tag["data_type"] == "number"
     node = werk.get("/api/v1/sparkplug/nodes/{}/{}".format(*GATEWAY)).json()
     assert node["online"]
+    assert isinstance(node["buffered_samples"], int)  # the agent's Edge/Buffered Samples
     devices = {d["device"]: d for d in node["devices"]}
     assert {"cnc-1", "cnc-2", "robot-1", "press-1", "cnc-3", "robot-2", "oven-1"} <= set(devices)
     assert devices["cnc-1"]["uns_path"] == CNC_1

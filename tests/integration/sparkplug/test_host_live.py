@@ -179,3 +179,18 @@ def test_rebirth_button_sends_ncmd(werk: TestClient, edge: EdgeNode) -> None:
     topic, payload = edge.next_command()
     assert topic.endswith(f"NCMD/{E}") and payload.metrics[0].name == "Node Control/Rebirth"
     assert werk.post(f"/api/v1/sparkplug/nodes/{G}/nope/rebirth").status_code == 404
+
+
+def test_the_host_answers_its_own_offline_state_with_online(host_settings: Settings) -> None:
+    seen: queue.Queue[dict[str, Any]] = queue.Queue()
+    with TestClient(create_app(Runtime(host_settings), web=False)):
+        watcher = mqtt_client(host_settings.mqtt_port)
+        watcher.on_message = lambda _c, _u, msg: seen.put(orjson.loads(msg.payload))
+        watcher.subscribe("spBv1.0/STATE/werk", qos=1)
+        online = seen.get(timeout=10)
+        stale = orjson.dumps({"online": False, "timestamp": online["timestamp"] - 1000})
+        watcher.publish("spBv1.0/STATE/werk", stale, qos=1, retain=True).wait_for_publish(5)
+        assert seen.get(timeout=10)["online"] is False  # the stale message itself
+        again = seen.get(timeout=10)
+        assert again == {"online": True, "timestamp": online["timestamp"]}
+        watcher.loop_stop()
