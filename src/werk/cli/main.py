@@ -10,6 +10,7 @@ import typer
 from werk.cli.bench import bench_app
 from werk.cli.edge import edge_app
 from werk.cli.errors import one_line_errors
+from werk.cli.sparkplug import commands_command, sparkplug_app, write_command
 from werk.cli.uns import history_command, uns_app
 
 app = typer.Typer(
@@ -89,6 +90,9 @@ app.add_typer(uns_app, name="uns")
 app.command("history")(history_command)
 app.add_typer(bench_app, name="bench")
 app.add_typer(edge_app, name="edge")
+app.add_typer(sparkplug_app, name="sparkplug")
+app.command("write")(one_line_errors(write_command))
+app.command("commands")(one_line_errors(commands_command))
 
 
 def main() -> None:

@@ -35,7 +35,8 @@ BrokerOpt = Annotated[
 ]
 
 
-def _api(api: str | None) -> str:
+def api_url(api: str | None) -> str:
+    """The werk base URL: the option, else the configured HTTP address."""
     s = get_settings()
     return api or f"http://{s.http_host}:{s.http_port}"
 
@@ -63,7 +64,7 @@ def browse(
 
 
 def _browse(prefix: str, search: str | None, api: str | None) -> None:
-    base = _api(api)
+    base = api_url(api)
     if search:
         page = api_get(base, "/namespace/search", {"q": search, "limit": 200})
         console.print(_tags_table(page["items"], title=f"{page['total']} tags matching {search!r}"))
@@ -186,7 +187,7 @@ def _publish(
     root = get_settings().uns_root
     topic = value_topic(tag, root)
     payload: dict[str, Any] = {
-        "value": _scalar(value),
+        "value": parse_scalar(value),
         "ts": now_ns() // 1_000_000,
         "quality": quality,
     }
@@ -201,7 +202,8 @@ def _publish(
     )
 
 
-def _scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
+    """A command-line value as JSON scalar if it parses as one, else as text."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -230,7 +232,7 @@ def history_command(
     }
     if bucket:
         params["bucket"] = bucket
-    result = api_get(_api(api), f"/history/{tag}", params)
+    result = api_get(api_url(api), f"/history/{tag}", params)
     console.print(_history_table(result))
 
 

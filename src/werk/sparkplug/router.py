@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from werk.core.clock import to_datetime
 from werk.core.errors import Unavailable
-from werk.sparkplug.schemas import CommandCreate, CommandRead, HostRead, NodeRead
+from werk.sparkplug.schemas import CommandCreate, CommandRead, HostRead, NodeRead, RebirthRead
 from werk.sparkplug.service import PENDING, SparkplugService
 from werk.sparkplug.views import command_read, node_read
 
@@ -57,12 +57,13 @@ def node(group: str, edge_node: str, service: ServiceDep) -> NodeRead:
 @router.post(
     "/sparkplug/nodes/{group}/{edge_node}/rebirth",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=RebirthRead,
     summary="Request a rebirth",
 )
-def rebirth(group: str, edge_node: str, service: ServiceDep) -> Response:
+def rebirth(group: str, edge_node: str, service: ServiceDep) -> RebirthRead:
     """Send NCMD Node Control/Rebirth; the node answers with new births."""
     service.rebirth(group, edge_node)
-    return Response(status_code=status.HTTP_202_ACCEPTED)
+    return RebirthRead(group=group, edge_node=edge_node)
 
 
 @router.post("/commands", response_model=CommandRead, summary="Write to a machine")

@@ -89,3 +89,11 @@ class CommandRead(BaseModel):
     completed: datetime | None
     result: Any = Field(description="the value read back from the machine")
     error: str | None
+
+
+class RebirthRead(BaseModel):
+    """A rebirth request that was sent."""
+
+    group: str
+    edge_node: str
+    request: Literal["Node Control/Rebirth"] = "Node Control/Rebirth"
