@@ -30,6 +30,7 @@ from werk.core.errors import Unavailable
 from werk.core.settings import Settings
 
 if TYPE_CHECKING:
+    from werk.sparkplug.effects import CommandResult
     from werk.sparkplug.state import EdgeNodeState
     from werk.uns.ingest import IngestPipeline
 
@@ -189,9 +190,7 @@ class _NoEffects:
     def record_death(self, node: EdgeNodeState, device: str | None) -> None:
         """Nothing to store."""
 
-    def command_result(
-        self, command_id: str, status: str, value: object, error: str | None
-    ) -> None:
+    def command_result(self, result: CommandResult) -> None:
         """No commands here."""
 
     def last_value(self, tag_path: str) -> None:

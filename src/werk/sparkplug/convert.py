@@ -31,7 +31,7 @@ class Converted:
     samples: list[Sample] = field(default_factory=list)
     columns: SampleColumns | None = None
     unknown: list[str] = field(default_factory=list)
-    commands: list[Metric] = field(default_factory=list)
+    commands: list[tuple[Metric, str]] = field(default_factory=list)  # with metric names
     unreadable: list[tuple[str, int, Quality]] = field(default_factory=list)  # path, ts, quality
     historical: bool = False
 
@@ -94,11 +94,12 @@ def plain_columns(
 def _one(
     node: EdgeNodeState, state: DeviceState, metric: Metric, default_ms: int, out: Converted
 ) -> None:
-    if metric.properties is not None and text_property(metric.properties, COMMAND_ID):
-        out.commands.append(metric)  # also the answer to a write of an unknown metric
-        if metric.is_null and _resolve(node, state, metric) is None:
-            return
     info = _resolve(node, state, metric)
+    if metric.properties is not None and text_property(metric.properties, COMMAND_ID):
+        name = info.name if info is not None else metric.name
+        out.commands.append((metric, name or ""))  # also answers about unknown metrics
+        if metric.is_null and info is None:
+            return
     if info is None:
         out.unknown.append(str(metric.alias if metric.name is None else metric.name))
         return

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from werk.sparkplug.state import EdgeNodeState
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What an edge node reported about a write, and where the report came from."""
+
+    command_id: str
+    status: str
+    value: object
+    error: str | None
+    topic: str  # the DATA topic the answer came on
+    metric: str  # the metric's name as the birth declared it
 
 
 class HostEffects(Protocol):
@@ -19,9 +32,7 @@ class HostEffects(Protocol):
     def record_death(self, node: EdgeNodeState, device: str | None) -> None:
         """Note that a node or device went offline."""
 
-    def command_result(
-        self, command_id: str, status: str, value: object, error: str | None
-    ) -> None:
+    def command_result(self, result: CommandResult) -> None:
         """An edge node reported the outcome of a write."""
 
     def last_value(self, tag_path: str) -> bool | int | float | str | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from werk.core.clock import NS_PER_MS, NS_PER_S, now_ns
-from werk.core.errors import PayloadError
+from werk.core.errors import PayloadError, Unavailable
 from werk.core.settings import Settings
 from werk.sparkplug.codec import Metric, Payload, data_columns, decode
 from werk.sparkplug.convert import (
@@ -30,7 +30,7 @@ from werk.sparkplug.convert import (
     to_samples,
 )
 from werk.sparkplug.datatypes import COMMAND_ERROR, COMMAND_ID, COMMAND_STATUS
-from werk.sparkplug.effects import HostEffects
+from werk.sparkplug.effects import CommandResult, HostEffects
 from werk.sparkplug.mapping import UnsMapper
 from werk.sparkplug.samples import (
     bool_property,
@@ -309,10 +309,14 @@ class SparkplugHost:
         last = node.last_rebirth_request_ns
         if self._restoring or (last is not None and at_ns - last < self._throttle_ns):
             return
+        try:
+            self._effects.request_rebirth(node.group, node.edge_node)
+        except Unavailable as exc:  # the next message or tick asks again
+            _LOGGER.warning("cannot ask %s/%s for a rebirth (%s): %s", *node.key, why, exc)
+            return
         node.last_rebirth_request_ns = at_ns
         node.stats.rebirths_requested += 1
-        _LOGGER.info("requesting a rebirth of %s/%s: %s", *node.key, why)
-        self._effects.request_rebirth(node.group, node.edge_node)
+        _LOGGER.info("asked %s/%s for a rebirth: %s", *node.key, why)
 
     # -- data ----------------------------------------------------------------------------
 
@@ -373,8 +377,8 @@ class SparkplugHost:
             message.timestamp if message.timestamp is not None else received_ns // NS_PER_MS
         )
         converted = to_samples(node, state, message.metrics, default_ms, received_ns)
-        for metric in converted.commands:
-            self._command_result(metric)
+        for metric, name in converted.commands:
+            self._command_result(metric, name, topic)
         if converted.unknown:
             unknown = ", ".join(converted.unknown[:20])
             node.stats.unknown_aliases += len(converted.unknown)
@@ -393,10 +397,12 @@ class SparkplugHost:
                 samples.append(Sample(path, ts_ns, value, quality, None))
         return samples
 
-    def _command_result(self, metric: Metric) -> None:
+    def _command_result(self, metric: Metric, name: str, topic: str) -> None:
         props = metric.properties
         command_id = text_property(props, COMMAND_ID)
+        if command_id is None or self._restoring:
+            return
         status = text_property(props, COMMAND_STATUS) or "done"
         error = text_property(props, COMMAND_ERROR)
-        if command_id is not None and not self._restoring:
-            self._effects.command_result(command_id, status, metric.value, error)
+        result = CommandResult(command_id, status, metric.value, error, topic, name)
+        self._effects.command_result(result)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 
 import orjson
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.clock import NS_PER_MS, NS_PER_S, now_ns
@@ -24,6 +27,7 @@ from werk.sparkplug.client import HostClient
 from werk.sparkplug.codec import Metric, Payload, PropertySet, encode
 from werk.sparkplug.convert import is_writable
 from werk.sparkplug.datatypes import COMMAND_ID, FLOAT_TYPES, INTEGER_TYPES, DataType
+from werk.sparkplug.effects import CommandResult
 from werk.sparkplug.host import SparkplugHost
 from werk.sparkplug.models import BirthRecord, CommandRecord
 from werk.sparkplug.state import EdgeNodeState, MetricInfo
@@ -104,7 +108,7 @@ class SparkplugService:
             group_id=node.group, edge_node=node.edge_node, device=device or "", topic=topic,
             payload=payload, bd_seq=node.bd_seq, born_ns=now_ns(), died_ns=None, online=True,
         )  # fmt: skip
-        with self._sessions.begin() as session:
+        with self._stored("keep a birth"), self._sessions.begin() as session:
             if device is None:
                 _forget_devices(session, node)
             session.merge(record)
@@ -116,24 +120,30 @@ class SparkplugService:
         )
         if device is not None:
             query = query.where(BirthRecord.device == device)
-        with self._sessions.begin() as session:
+        with self._stored("note a death"), self._sessions.begin() as session:
             session.execute(query.values(online=False, died_ns=now_ns()))
 
-    def command_result(
-        self, command_id: str, status: str, value: object, error: str | None
-    ) -> None:
-        """Complete a pending command with what the edge node reported."""
-        with self._sessions.begin() as session:
-            record = session.get(CommandRecord, command_id)
-            if record is None or record.status != PENDING:
+    def command_result(self, result: CommandResult) -> None:
+        """Complete a pending command with what its own edge node and metric reported."""
+        with self._stored("complete a command"), self._sessions.begin() as session:
+            record = session.get(CommandRecord, result.command_id)
+            if record is None or record.status != PENDING or not _answers(record, result):
                 return
-            record.status = status if status in ("done", FAILED) else FAILED
+            record.status = result.status if result.status in ("done", FAILED) else FAILED
             record.completed_ns = now_ns()
-            record.result_json = orjson.dumps(value, default=str).decode()
-            record.error = error
+            record.result_json = orjson.dumps(result.value, default=str).decode()
+            record.error = result.error
         with self._finished:
             self._finished.notify_all()
-        _LOGGER.info("command %s on %s: %s", command_id, record.tag_path, record.status)
+        _LOGGER.info("command %s on %s: %s", result.command_id, record.tag_path, record.status)
+
+    @contextmanager
+    def _stored(self, action: str) -> Iterator[None]:
+        """Log a failed write of host bookkeeping instead of failing the message with it."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            _LOGGER.warning("could not %s in the relational store: %s", action, exc)
 
     def last_value(self, tag_path: str) -> bool | int | float | str | None:
         """The namespace's last-known value of a tag."""
@@ -147,6 +157,8 @@ class SparkplugService:
     def rebirth(self, group: str, edge_node: str) -> None:
         """Ask an edge node for its births now."""
         self.node(group, edge_node)
+        if self.client is None or not self.client.connected:
+            raise Unavailable("the Sparkplug host is not connected", code="host_offline")
         self.host.rebirth(group, edge_node)
 
     def write(
@@ -278,6 +290,15 @@ def _typed(datatype: DataType, value: CommandValue) -> Any:
 def _command_topic(node: EdgeNodeState, info: MetricInfo) -> str:
     kind = MessageType.NCMD if info.device is None else MessageType.DCMD
     return SparkplugTopic(node.group, kind, node.edge_node, info.device).topic
+
+
+def _answers(record: CommandRecord, result: CommandResult) -> bool:
+    """Whether a result comes from the node, device and metric the command went to."""
+    sent, came = record.topic.split("/"), result.topic.split("/")
+    same_place = len(sent) == len(came) and all(
+        a == b for i, (a, b) in enumerate(zip(sent, came, strict=True)) if i != 2
+    )
+    return same_place and record.metric == result.metric
 
 
 def _forget_devices(session: Session, node: EdgeNodeState) -> None:

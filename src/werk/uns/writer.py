@@ -33,6 +33,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _TOPIC_CACHE: Final = 100_000
 _RETRY_MAX_S: Final = 10.0
+_MAX_ATTEMPTS: Final = 3
 _OVERFLOW_DETAIL: Final = "the ingest queue was full (overflow policy: quarantine)"
 
 Listener = Callable[[list[tuple[Decoded, int]]], None]
@@ -81,6 +82,7 @@ class HistorianWriter:
         self._running = False
         self._thread: threading.Thread | None = None
         self._last_flush = time.monotonic()
+        self._failures = 0
 
     @property
     def depth(self) -> int:
@@ -150,13 +152,43 @@ class HistorianWriter:
                 _LOGGER.exception("a translator failed on its timer")
 
     def _process_safely(self, chunks: list[Chunk]) -> None:
-        """Process a batch; an unexpected error is logged and never ends the thread."""
+        """Process a batch; an unexpected error never ends the thread nor loses the batch.
+
+        The batch goes back to the front of the queue and is tried again; after
+        `_MAX_ATTEMPTS` failures its messages go to the quarantine (reason
+        ``writer_error``) so that one bad batch cannot stall ingest for good.
+        """
         try:
             self._process(chunks)
-        except Exception as exc:  # the spool still holds the batch
-            _LOGGER.exception("ingest writer failed on a batch; it stays in the spool")
+            self._failures = 0
+        except Exception as exc:
+            self._failures += 1
             self.stats.last_error = f"writer: {exc}"
-            time.sleep(0.5)
+            if not self._running:  # stopping: nothing later may commit past this batch
+                _LOGGER.exception("ingest writer failed while stopping; the spool keeps the rest")
+                with self._cond:
+                    self._chunks.clear()
+                return
+            if self._failures >= _MAX_ATTEMPTS:
+                _LOGGER.exception("ingest writer failed %d times on a batch; quarantining it",
+                                  self._failures)  # fmt: skip
+                self._quarantine_batch(chunks, str(exc))
+                return
+            _LOGGER.exception("ingest writer failed on a batch; retrying it")
+            with self._cond:
+                self._chunks.extendleft(reversed(chunks))
+            time.sleep(0.5 * self._failures)
+
+    def _quarantine_batch(self, chunks: list[Chunk], error: str) -> None:
+        batch = _Batch()
+        detail = f"the historian writer failed on this batch: {error}"
+        batch.rejected = [_rejected(m, "writer_error", detail) for c in chunks for m in c.messages]
+        if not self._persist(batch):
+            with self._cond:
+                self._chunks.extendleft(reversed(chunks))
+            return
+        self._failures = 0
+        self._finish(chunks)
 
     def _take(self) -> list[Chunk]:
         """Wait for work, linger briefly for more, and take up to a batch of messages."""
@@ -189,6 +221,10 @@ class HistorianWriter:
         if not self._persist(batch):
             return  # stopping while storage is down: the spool replays it next start
         self._namespace_update(batch)
+        self._finish(chunks)
+
+    def _finish(self, chunks: list[Chunk]) -> None:
+        """Move the spool checkpoint past `chunks` and release their bytes."""
         self._checkpoint(chunks[-1].end)
         with self._cond:
             self._pending_bytes -= sum(c.size for c in chunks)

@@ -21,6 +21,7 @@ from werk.sparkplug.codec import (
     encode,
 )
 from werk.sparkplug.datatypes import COMMAND_ID, COMMAND_STATUS, QUALITY_PROPERTY, DataType
+from werk.sparkplug.effects import CommandResult
 from werk.sparkplug.host import SparkplugHost
 from werk.sparkplug.state import EdgeNodeState
 from werk.uns.contracts import Quality, Sample
@@ -42,6 +43,7 @@ class Recorder:
         self.deaths: list[tuple[str, str | None]] = []
         self.results: list[tuple[str, str, object, str | None]] = []
         self.values: dict[str, Any] = {}
+        self.sources: list[tuple[str, str]] = []
 
     def request_rebirth(self, group: str, edge_node: str) -> None:
         self.rebirths.append((group, edge_node))
@@ -52,10 +54,9 @@ class Recorder:
     def record_death(self, node: EdgeNodeState, device: str | None) -> None:
         self.deaths.append((node.edge_node, device))
 
-    def command_result(
-        self, command_id: str, status: str, value: object, error: str | None
-    ) -> None:
-        self.results.append((command_id, status, value, error))
+    def command_result(self, result: CommandResult) -> None:
+        self.results.append((result.command_id, result.status, result.value, result.error))
+        self.sources.append((result.topic, result.metric))
 
     def last_value(self, tag_path: str) -> Any:
         return self.values.get(tag_path)
@@ -268,6 +269,7 @@ def test_quality_historical_and_command_results_come_through(tmp_path: Path) -> 
     assert samples[f"{DEVICE_PATH}/Spindle.Speed"].quality is Quality.BAD
     assert translation.historical
     assert recorder.results == [("c1", "done", 9, None)]
+    assert recorder.sources == [(_topic("DDATA", "cnc-1"), "Parts")]
 
 
 def test_complex_values_become_text_and_templates_become_member_tags(tmp_path: Path) -> None:
