@@ -193,6 +193,9 @@ class _NoEffects:
     def command_result(self, result: CommandResult) -> None:
         """No commands here."""
 
+    def tag_type(self, tag_path: str) -> None:
+        """No namespace here."""
+
     def last_value(self, tag_path: str) -> None:
         """No namespace here."""
 

@@ -35,5 +35,8 @@ class HostEffects(Protocol):
     def command_result(self, result: CommandResult) -> None:
         """An edge node reported the outcome of a write."""
 
+    def tag_type(self, tag_path: str) -> str | None:
+        """The namespace's data type of a tag (number, boolean, string), if it knows it."""
+
     def last_value(self, tag_path: str) -> bool | int | float | str | None:
         """The last-known value of a tag, for STALE samples."""

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, TypeVar
 
 from werk.core.clock import NS_PER_MS, NS_PER_S, now_ns
-from werk.core.errors import PayloadError, Unavailable
+from werk.core.errors import NotFound, PayloadError, Unavailable
 from werk.core.settings import Settings
 from werk.sparkplug.codec import Metric, Payload, data_columns, decode
 from werk.sparkplug.convert import (
@@ -35,6 +35,7 @@ from werk.sparkplug.mapping import UnsMapper
 from werk.sparkplug.samples import (
     bool_property,
     text_property,
+    uns_type,
 )
 from werk.sparkplug.state import (
     DeviceState,
@@ -54,6 +55,7 @@ from werk.uns.contracts import Decoded, Quality, Sample
 from werk.uns.translate import Translation
 
 _LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 UNIT_PROPERTY: Final = "engUnit"
 WRITABLE_PROPERTY: Final = "Writable"
@@ -79,6 +81,19 @@ class SparkplugHost:
         """Every edge node seen, sorted by group and id."""
         with self._lock:
             return [self._nodes[k] for k in sorted(self._nodes)]
+
+    def view(self, read: Callable[[EdgeNodeState], _T]) -> list[_T]:
+        """`read` applied to every node while no message changes them."""
+        with self._lock:
+            return [read(self._nodes[k]) for k in sorted(self._nodes)]
+
+    def view_one(self, group: str, edge_node: str, read: Callable[[EdgeNodeState], _T]) -> _T:
+        """`read` applied to one node while no message changes it; NotFound if unseen."""
+        with self._lock:
+            node = self._nodes.get((group, edge_node))
+            if node is None:
+                raise NotFound(f"no Sparkplug edge node {group}/{edge_node}", code="unknown_node")
+            return read(node)
 
     def node(self, group: str, edge_node: str) -> EdgeNodeState | None:
         """One edge node, if seen."""
@@ -226,9 +241,9 @@ class SparkplugHost:
                 )
                 continue
             tag = UnsMapper.tag(metric.name)
+            path = None if tag is None else self._typed_path(f"{base}/{tag}", metric, problems)
             info = MetricInfo(
-                metric.name, metric.alias, metric.datatype, state.device,
-                None if tag is None else f"{base}/{tag}",
+                metric.name, metric.alias, metric.datatype, state.device, path,
                 text_property(metric.properties, UNIT_PROPERTY),
                 bool_property(metric.properties, WRITABLE_PROPERTY),
             )  # fmt: skip
@@ -236,6 +251,16 @@ class SparkplugHost:
             state.metrics[metric.name] = info
             node.declare(info)
         return problems
+
+    def _typed_path(self, path: str, metric: Metric, problems: list[tuple[str, str]]) -> str | None:
+        """The tag path, or None when the namespace knows the tag with another type."""
+        known = self._effects.tag_type(path)
+        declared = uns_type(metric.datatype) if metric.datatype is not None else None
+        if known is None or declared is None or known == declared:
+            return path
+        problems.append(("type_changed", f"{metric.name!r} is now {declared}; tag {path!r} is "
+                                         f"{known}, so its values are not stored"))  # fmt: skip
+        return None
 
     def _node_death(
         self, node: EdgeNodeState, topic: str, payload: bytes, received_ns: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -43,7 +44,7 @@ def host(service: ServiceDep) -> HostRead:
 @router.get("/sparkplug/nodes", response_model=list[NodeRead], summary="Edge nodes")
 def nodes(service: ServiceDep) -> list[NodeRead]:
     """Every edge node seen, with its devices, bdSeq, sequence errors and buffer depth."""
-    return [node_read(n) for n in service.host.nodes()]
+    return service.host.view(node_read)
 
 
 @router.get(
@@ -51,7 +52,7 @@ def nodes(service: ServiceDep) -> list[NodeRead]:
 )
 def node(group: str, edge_node: str, service: ServiceDep) -> NodeRead:
     """One edge node with every metric of every device."""
-    return node_read(service.node(group, edge_node), with_metrics=True)
+    return service.host.view_one(group, edge_node, partial(node_read, with_metrics=True))
 
 
 @router.post(

@@ -17,6 +17,8 @@ import orjson
 from werk.core.clock import NS_PER_MS
 from werk.sparkplug.codec import DataSet, Metric, PropertySet, PropertyValue, Template
 from werk.sparkplug.datatypes import (
+    FLOAT_TYPES,
+    INTEGER_TYPES,
     OPC_GOOD,
     OPC_UNCERTAIN,
     QUALITY_PROPERTY,
@@ -39,6 +41,17 @@ def converter(datatype: DataType) -> Callable[[Any], UnsValue] | None:
     if datatype.is_array or datatype in _STRUCTURED:
         return _json_text
     return None
+
+
+def uns_type(datatype: DataType) -> str | None:
+    """The namespace data type of a metric's values; None for templates (their members)."""
+    if datatype is DataType.TEMPLATE:
+        return None
+    if datatype is DataType.BOOLEAN:
+        return "boolean"
+    if datatype in INTEGER_TYPES or datatype in FLOAT_TYPES:
+        return "number"
+    return "string"
 
 
 def quality_of(properties: PropertySet | None) -> Quality:

@@ -145,6 +145,13 @@ class SparkplugService:
         except SQLAlchemyError as exc:
             _LOGGER.warning("could not %s in the relational store: %s", action, exc)
 
+    def tag_type(self, tag_path: str) -> str | None:
+        """The namespace's data type of a tag, if it knows it."""
+        try:
+            return self._namespace.get(tag_path).data_type
+        except NotFound:
+            return None
+
     def last_value(self, tag_path: str) -> bool | int | float | str | None:
         """The namespace's last-known value of a tag."""
         try:

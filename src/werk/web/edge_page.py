@@ -119,7 +119,7 @@ class EdgeView:
     def _load(self) -> tuple[list[NodeRead], list[CommandRead]]:
         service = self._context.sparkplug
         assert service is not None
-        nodes = [node_read(n) for n in service.host.nodes()]
+        nodes = service.host.view(node_read)
         return nodes, [command_read(c) for c in service.commands(limit=COMMANDS_SHOWN)]
 
     async def _rebirth(self, event: Any) -> None:

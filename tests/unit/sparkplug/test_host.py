@@ -44,6 +44,7 @@ class Recorder:
         self.results: list[tuple[str, str, object, str | None]] = []
         self.values: dict[str, Any] = {}
         self.sources: list[tuple[str, str]] = []
+        self.types: dict[str, str] = {}
 
     def request_rebirth(self, group: str, edge_node: str) -> None:
         self.rebirths.append((group, edge_node))
@@ -60,6 +61,9 @@ class Recorder:
 
     def last_value(self, tag_path: str) -> Any:
         return self.values.get(tag_path)
+
+    def tag_type(self, tag_path: str) -> str | None:
+        return self.types.get(tag_path)
 
 
 def _host(
@@ -354,3 +358,18 @@ def test_malformed_payloads_raise_payload_errors(tmp_path: Path) -> None:
             ),
         )
     assert caught.value.code == "sparkplug_no_bdseq"
+
+
+def test_a_metric_that_changed_type_is_left_out_and_the_rest_of_the_birth_kept(
+    tmp_path: Path,
+) -> None:
+    host, recorder = _host(tmp_path)
+    recorder.types = {f"{DEVICE_PATH}/Program": "number"}  # the namespace knows it as a number
+    _nbirth(host)
+    birth = _dbirth(host)
+    samples = _by_tag(birth)
+    assert f"{DEVICE_PATH}/Program" not in samples
+    assert samples[f"{DEVICE_PATH}/Spindle.Speed"].value == 1200.0
+    assert [code for code, _ in birth.problems] == ["type_changed"]
+    data = _ddata(host, 2, Metric(alias=13, value="O200"), Metric(alias=10, value=5.0))
+    assert list(_by_tag(data)) == [f"{DEVICE_PATH}/Spindle.Speed"]
