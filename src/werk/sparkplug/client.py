@@ -46,6 +46,7 @@ class HostClient:
         self._subscribed = threading.Event()
         self._state_ts = 0
         self._subscription_mid: int | None = None
+        self._refused = False
         self._lock = threading.Lock()
         self.online_since_ns: int | None = None
 
@@ -68,9 +69,11 @@ class HostClient:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._go_online(self._client)
-        if not self._subscribed.wait(SUBSCRIBE_TIMEOUT_S):
+        if not self._subscribed.wait(SUBSCRIBE_TIMEOUT_S) or self._refused:
             raise BrokerUnavailable(
-                f"the broker at {self._address.url} did not confirm the Sparkplug subscription"
+                f"the broker at {self._address.url} did not grant the subscription to "
+                f"{NAMESPACE}/#; werk cannot be the Sparkplug host without it",
+                code="subscription_refused",
             )
 
     def stop(self) -> None:
@@ -107,13 +110,21 @@ class HostClient:
     def _go_online(self, client: paho.Client) -> None:
         """Subscribe; the SUBACK handler then publishes STATE online."""
         self._subscribed.clear()
+        self._refused = False
         with self._lock:  # the SUBACK may arrive before subscribe() returns
             _rc, self._subscription_mid = client.subscribe(f"{NAMESPACE}/#", qos=1)
 
-    def _on_subscribe(self, client: paho.Client, _u: Any, mid: int, *_args: Any) -> None:
+    def _on_subscribe(
+        self, client: paho.Client, _u: Any, mid: int, reasons: Any, *_args: Any
+    ) -> None:
         with self._lock:
             if mid != self._subscription_mid:
                 return
+        if any(code.is_failure for code in reasons):
+            _LOGGER.error("the broker refused the subscription to %s/#: %s", NAMESPACE, reasons)
+            self._refused = True
+            self._subscribed.set()
+            return
         client.publish(self._topic, self._state(True), qos=STATE_QOS, retain=True)
         self.online_since_ns = now_ns()
         self._subscribed.set()

@@ -29,6 +29,9 @@ from werk.uns.contracts import Quality
 
 UnsValue = bool | int | float | str
 _BINARY: Final = frozenset({DataType.BYTES, DataType.FILE})
+_IGNITION_STALE: Final = 500
+_OPC_DA_MAX: Final = 255
+_SEVERITY: Final = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)
 _STRUCTURED: Final = frozenset(
     {DataType.DATASET, DataType.PROPERTY_SET, DataType.PROPERTY_SET_LIST}
 )
@@ -55,13 +58,22 @@ def uns_type(datatype: DataType) -> str | None:
 
 
 def quality_of(properties: PropertySet | None) -> Quality:
-    """The sample quality a metric's ``Quality`` property (OPC code) stands for."""
+    """The sample quality a metric's ``Quality`` property stands for.
+
+    0-255 are OPC DA codes (192 good, 64 uncertain, 0 bad), as werk's edge agent sends
+    them; 500 is Ignition 7's stale; larger codes are 32-bit OPC UA style codes (Ignition
+    8), whose top two bits say good, uncertain or bad.
+    """
     if properties is None:
         return Quality.GOOD
     found = properties.get(QUALITY_PROPERTY)
-    if found is None or not isinstance(found.value, int):
+    if found is None or not isinstance(found.value, int) or isinstance(found.value, bool):
         return Quality.GOOD
     code = found.value
+    if code == _IGNITION_STALE:
+        return Quality.STALE
+    if not 0 <= code <= _OPC_DA_MAX:
+        return _SEVERITY[((code & 0xFFFFFFFF) >> 30) & 3]
     if code >= OPC_GOOD:
         return Quality.GOOD
     return Quality.UNCERTAIN if code >= OPC_UNCERTAIN else Quality.BAD

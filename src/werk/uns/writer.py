@@ -7,6 +7,7 @@ storage is down), updates the namespace, and then moves the spool checkpoint for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -232,10 +233,12 @@ class HistorianWriter:
         self.stats.batches += 1
 
     def _classify(self, message: Received, batch: _Batch) -> None:
+        translator = self._translator(message.topic)
         if message.overflowed:
+            if translator is not None:
+                self._keep_state(translator, message)
             batch.rejected.append(_rejected(message, "queue_overflow", _OVERFLOW_DETAIL))
             return
-        translator = self._translator(message.topic)
         if translator is not None:
             self._translate(translator, message, batch)
             return
@@ -268,6 +271,12 @@ class HistorianWriter:
             if topic.startswith(translator.topic_prefix):
                 return translator
         return None
+
+    @staticmethod
+    def _keep_state(translator: Translator, message: Received) -> None:
+        """Let a translator see a message that is quarantined anyway (births, deaths)."""
+        with contextlib.suppress(WerkError):
+            translator.translate(message.topic, message.payload, message.received_ns)
 
     def _translate(self, translator: Translator, message: Received, batch: _Batch) -> None:
         try:
@@ -350,15 +359,20 @@ class HistorianWriter:
         if not history:
             return batch.rows
         stored = self._store.existing(history.tag, history.ts_ns)
+        taken = set(zip(batch.rows.tag, batch.rows.ts_ns, strict=True)) | stored
         merged = RawColumns(
             list(batch.rows.tag), list(batch.rows.ts_ns), list(batch.rows.ingest_ns),
             list(batch.rows.value), list(batch.rows.text), list(batch.rows.quality),
             list(batch.rows.msg_id), set(batch.rows.boolean_tags) | history.boolean_tags,
         )  # fmt: skip
+        repeats = 0
         for i, key in enumerate(zip(history.tag, history.ts_ns, strict=True)):
-            if key not in stored:
-                merged.append_row(history, i)
-        batch.repeats = len(stored)
+            if key in taken:
+                repeats += 1
+                continue
+            taken.add(key)
+            merged.append_row(history, i)
+        batch.repeats = repeats
         return merged
 
     def _checkpoint(self, end: Position) -> None:

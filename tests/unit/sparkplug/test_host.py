@@ -373,3 +373,17 @@ def test_a_metric_that_changed_type_is_left_out_and_the_rest_of_the_birth_kept(
     assert [code for code, _ in birth.problems] == ["type_changed"]
     data = _ddata(host, 2, Metric(alias=13, value="O200"), Metric(alias=10, value=5.0))
     assert list(_by_tag(data)) == [f"{DEVICE_PATH}/Spindle.Speed"]
+
+
+@pytest.mark.parametrize(
+    ("code", "quality"),
+    [
+        (192, Quality.GOOD), (64, Quality.UNCERTAIN), (0, Quality.BAD), (500, Quality.STALE),
+        (1073742080, Quality.UNCERTAIN), (1073742081, Quality.UNCERTAIN),
+        (-2147483136, Quality.BAD), (2147483648 + 0x200, Quality.BAD),
+    ],
+)  # fmt: skip
+def test_quality_codes_of_opc_da_ignition_7_and_ignition_8(code: int, quality: Quality) -> None:
+    from werk.sparkplug.samples import quality_of
+
+    assert quality_of(PropertySet.of(**{QUALITY_PROPERTY: (DataType.INT64, code)})) is quality
