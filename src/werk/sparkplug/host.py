@@ -294,15 +294,24 @@ class SparkplugHost:
     def _stale(
         self, devices: list[DeviceState], topic: str, payload: bytes, received_ns: int
     ) -> Translation:
-        """A STALE sample, at the host's clock, of every metric with a last-known value."""
+        """A STALE sample of every metric with a last-known value.
+
+        The value is the newest the host emitted (which the namespace may not have yet
+        when data and death share a writer batch), else the namespace's. The sample is
+        stamped at the host's clock, or just after the newest data if the edge node's
+        clock runs ahead, so that it becomes the last-known value.
+        """
         samples = []
         for state in devices:
+            emitted = state.recent_values()
+            stamp = max(received_ns, state.newest_ns + 1)
             for info in state.metrics.values():
-                if info.tag_path is None:
+                path = info.tag_path
+                if path is None:
                     continue
-                value = self._effects.last_value(info.tag_path)
+                value = emitted.get(path, self._effects.last_value(path))
                 if value is not None:
-                    samples.append(Sample(info.tag_path, received_ns, value, Quality.STALE, None))
+                    samples.append(Sample(path, stamp, value, Quality.STALE, None))
         return Translation(Decoded(message_id(topic, payload), samples))
 
     def _before_birth(
@@ -386,7 +395,9 @@ class SparkplugHost:
         if columns is None:
             return None
         self._check_seq_number(node, data.seq, received_ns)
-        return Translation(Decoded(message_id(topic, payload), [], columns))
+        decoded = Decoded(message_id(topic, payload), [], columns)
+        state.remember(decoded)
+        return Translation(decoded)
 
     def _samples(
         self,
@@ -411,6 +422,7 @@ class SparkplugHost:
             problems.append(("sparkplug_unknown_alias", f"metrics not in the birth: {unknown}"))
         samples = in_range(converted.samples + self._unreadable(converted), received_ns, problems)
         decoded = Decoded(message_id(topic, payload), samples, converted.columns)
+        state.remember(decoded)
         return Translation(decoded, tuple(problems), converted.historical)
 
     def _unreadable(self, converted: Converted) -> list[Sample]:

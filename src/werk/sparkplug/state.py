@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
 from werk.sparkplug.datatypes import DataType
+from werk.uns.contracts import Decoded
 from werk.uns.topics import Node
 
 SEQ_MODULO: Final = 256
+RECENT_MESSAGES: Final = 64  # per device, for the values of a death in the same batch
 
 
 class SeqOutcome(StrEnum):
@@ -96,6 +99,26 @@ class DeviceState:
     birth_ns: int | None = None
     death_ns: int | None = None
     metrics: dict[str, MetricInfo] = field(default_factory=dict)
+    recent: deque[Decoded] = field(default_factory=lambda: deque(maxlen=RECENT_MESSAGES))
+    newest_ns: int = 0
+
+    def remember(self, decoded: Decoded) -> None:
+        """Keep what a message emitted (references only) for a death that may follow."""
+        self.recent.append(decoded)
+        stamps = [s.ts_ns for s in decoded.samples]
+        if decoded.columns is not None and decoded.columns.ts_ns:
+            stamps.append(max(decoded.columns.ts_ns))
+        if stamps:
+            self.newest_ns = max(self.newest_ns, *stamps)
+
+    def recent_values(self) -> dict[str, bool | int | float | str]:
+        """The newest value of each tag among the recent messages, oldest first."""
+        values: dict[str, bool | int | float | str] = {}
+        for decoded in self.recent:
+            values.update((s.tag_path, s.value) for s in decoded.samples)
+            if decoded.columns is not None:
+                values.update(zip(decoded.columns.tags, decoded.columns.values, strict=True))
+        return values
 
 
 @dataclass(slots=True)

@@ -213,7 +213,9 @@ def test_a_late_ndeath_is_ignored_and_a_current_one_makes_every_metric_stale(
         at_ns=death_ns,
     )
     stale = _by_tag(dead)
-    assert set(stale) == set(recorder.values)
+    assert set(stale) == {
+        f"{DEVICE_PATH}/{t}" for t in ("Spindle.Speed", "Parts", "Running", "Program")
+    } | {f"{NODE_PATH}/Edge.Buffered_Samples"}
     assert all(s.quality is Quality.STALE and s.ts_ns == death_ns for s in stale.values())
     assert stale[f"{DEVICE_PATH}/Spindle.Speed"].value == 1200.0
     assert not node.online and not node.devices["cnc-1"].online
@@ -249,7 +251,9 @@ def test_device_death_makes_only_that_device_stale(tmp_path: Path) -> None:
     _dbirth(host)
     recorder.values = {f"{DEVICE_PATH}/Parts": 7, f"{NODE_PATH}/Edge.Buffered_Samples": 0}
     dead = _send(host, "DDEATH", Payload(timestamp=T, seq=2), "cnc-1")
-    assert set(_by_tag(dead)) == {f"{DEVICE_PATH}/Parts"}
+    assert set(_by_tag(dead)) == {
+        f"{DEVICE_PATH}/{t}" for t in ("Spindle.Speed", "Parts", "Running", "Program")
+    }
     node = host.node(G, E)
     assert node is not None and node.online and not node.devices["cnc-1"].online
     with pytest.raises(PayloadError):
@@ -387,3 +391,18 @@ def test_quality_codes_of_opc_da_ignition_7_and_ignition_8(code: int, quality: Q
     from werk.sparkplug.samples import quality_of
 
     assert quality_of(PropertySet.of(**{QUALITY_PROPERTY: (DataType.INT64, code)})) is quality
+
+
+def test_a_death_right_after_data_makes_the_newest_value_stale(tmp_path: Path) -> None:
+    host, recorder = _host(tmp_path)
+    _nbirth(host, bd_seq=1)
+    _dbirth(host)
+    recorder.values = {f"{DEVICE_PATH}/Spindle.Speed": 1200.0}  # the namespace lags a batch
+    ahead_ms = NOW_NS // 1_000_000 + 3000  # the edge node's clock runs 3 s ahead
+    _ddata(host, 2, *[Metric(alias=10, value=1300.0 + i, timestamp=ahead_ms) for i in range(8)])
+    dead = _send(host, "NDEATH", Payload(metrics=(
+        Metric(name="bdSeq", datatype=DataType.UINT64, value=1),
+    )))  # fmt: skip
+    stale = _by_tag(dead)[f"{DEVICE_PATH}/Spindle.Speed"]
+    assert stale.value == 1307.0 and stale.quality is Quality.STALE
+    assert stale.ts_ns > ahead_ms * 1_000_000
