@@ -33,6 +33,7 @@ class Converted:
     unknown: list[str] = field(default_factory=list)
     commands: list[tuple[Metric, str]] = field(default_factory=list)  # with metric names
     unreadable: list[tuple[str, int, Quality]] = field(default_factory=list)  # path, ts, quality
+    transient: list[Sample] = field(default_factory=list)  # not to be historized
     historical: bool = False
 
 
@@ -57,7 +58,9 @@ def _plain(
     node: EdgeNodeState, metrics: Sequence[Metric], default_ms: int, received_ns: int
 ) -> SampleColumns | None:
     """Columns for metrics that are all plain, live and without properties."""
-    if any(m.properties is not None or m.is_null or m.is_historical for m in metrics):
+    if any(
+        m.properties is not None or m.is_null or m.is_historical or m.is_transient for m in metrics
+    ):
         return None
     aliases = [m.alias for m in metrics]
     stamps = [m.timestamp for m in metrics]
@@ -114,7 +117,7 @@ def _one(
         return
     if info.name.startswith(EDGE_PREFIX):
         node.edge_metrics[info.name] = metric.value
-    _append(out.samples, info, metric, ts_ms)
+    _append(out.transient if metric.is_transient else out.samples, info, metric, ts_ms)
 
 
 def _resolve(node: EdgeNodeState, state: DeviceState, metric: Metric) -> MetricInfo | None:

@@ -423,7 +423,8 @@ class SparkplugHost:
         samples = in_range(converted.samples + self._unreadable(converted), received_ns, problems)
         decoded = Decoded(message_id(topic, payload), samples, converted.columns)
         state.remember(decoded)
-        return Translation(decoded, tuple(problems), converted.historical)
+        transient = tuple(in_range(converted.transient, received_ns, problems))
+        return Translation(decoded, tuple(problems), converted.historical, transient)
 
     def _unreadable(self, converted: Converted) -> list[Sample]:
         """Samples that keep each unreadable tag's last value, with the quality reported."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from werk.uns.contracts import Decoded
+from werk.uns.contracts import Decoded, Sample
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +21,13 @@ class Translation:
     `problems` are (reason, detail) pairs kept in quarantine together with the message,
     for parts that could not be taken (the rest is stored). `historical` samples may
     repeat samples already stored; the writer skips those with the same tag and time.
+    `transient` samples update the last-known values but are not historized.
     """
 
     decoded: Decoded | None
     problems: tuple[tuple[str, str], ...] = ()
     historical: bool = False
+    transient: tuple[Sample, ...] = ()
 
 
 class Translator(Protocol):

@@ -283,6 +283,7 @@ class HistorianWriter:
             translation = translator.translate(message.topic, message.payload, message.received_ns)
             if translation.decoded is not None:
                 self._namespace.check_types(translation.decoded.samples, batch.types)
+            self._namespace.check_types(translation.transient, batch.types)
         except WerkError as exc:
             batch.rejected.append(_rejected(message, exc.code, exc.message))
             return
@@ -291,6 +292,10 @@ class HistorianWriter:
         if translation.decoded is not None:
             rows = batch.historical if translation.historical else batch.rows
             self._accept(message, translation.decoded, batch, rows)
+        if translation.transient:  # last-known values only, no history
+            live = Decoded(0, list(translation.transient))
+            batch.accepted.append((live, message.received_ns))
+            self._namespace.note_types(live.samples, batch.types)
 
     def _accept(self, message: Received, decoded: Decoded, batch: _Batch, rows: RawColumns) -> None:
         if decoded.message_id in self._seen:

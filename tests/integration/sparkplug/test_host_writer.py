@@ -149,3 +149,15 @@ def _replay(seq: int, ts: int) -> Payload:
     return Payload(timestamp=ts + 5000, seq=seq, metrics=(
         Metric(alias=1, value=0.5, timestamp=ts, is_historical=True),
     ))  # fmt: skip
+
+
+def test_a_transient_metric_is_a_live_value_but_not_history(rig: Rig) -> None:
+    t = now_ns() // 1_000_000
+    debug = Metric(name="Debug", alias=2, datatype=DataType.DOUBLE, value=7.0, timestamp=t,
+                   is_transient=True)  # fmt: skip
+    bd = Metric(name="bdSeq", datatype=DataType.INT64, value=0, timestamp=t)
+    rig.run(_message("NBIRTH", Payload(timestamp=t, seq=0, metrics=(bd, _temp(1.0, t), debug))))
+    tag = "plant/gw/sparkplug/devices/node/Debug"
+    assert rig.values(tag) == []
+    assert rig.values(TEMP) == [1.0]
+    assert rig.writer._namespace.get(tag).value == 7.0
