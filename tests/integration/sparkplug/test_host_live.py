@@ -194,3 +194,22 @@ def test_the_host_answers_its_own_offline_state_with_online(host_settings: Setti
         again = seen.get(timeout=10)
         assert again == {"online": True, "timestamp": online["timestamp"]}
         watcher.loop_stop()
+
+
+def test_only_the_written_metric_can_report_the_result(werk: TestClient, edge: EdgeNode) -> None:
+    edge.birth()
+    wait_until(lambda: _device_online(werk))
+    pending = werk.post(
+        "/api/v1/commands", json={"tag": f"{PATH}/Setpoints.Speed", "value": 5.0, "wait_s": 0}
+    ).json()
+    _topic, payload = edge.next_command()
+    props = payload.metrics[0].properties
+    assert props is not None and props.get(COMMAND_ID) is not None
+    forged = PropertySet.of(**{COMMAND_ID: (DataType.STRING, pending["id"]),
+                               COMMAND_STATUS: (DataType.STRING, "done")})  # fmt: skip
+    edge.send(
+        "DDATA", (Metric(alias=1, value=5.0, properties=forged),), D
+    )  # Speed, not the setpoint
+    edge.send("DDATA", (Metric(alias=1, value=6.0),), D)
+    wait_until(lambda: (t := _tag(werk, "Speed")) and t["value"] == 6.0)
+    assert werk.get(f"/api/v1/commands/{pending['id']}").json()["status"] == "pending"
