@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.conftest import make_settings
 
-from werk.core.errors import PayloadError
+from werk.core.errors import PayloadError, WerkError
 from werk.core.settings import SparkplugRoute
 from werk.sparkplug.codec import (
     DataSet,
@@ -406,3 +409,37 @@ def test_a_death_right_after_data_makes_the_newest_value_stale(tmp_path: Path) -
     stale = _by_tag(dead)[f"{DEVICE_PATH}/Spindle.Speed"]
     assert stale.value == 1307.0 and stale.quality is Quality.STALE
     assert stale.ts_ns > ahead_ms * 1_000_000
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_messages_never_crash_the_host(tmp_path: Path, data: st.DataObject) -> None:
+    host, _ = _host(tmp_path)
+    _nbirth(host)
+    _dbirth(host)
+    kind, device, payload = data.draw(st.sampled_from(_SEEDS))
+    raw = bytearray(encode(payload))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(raw)))
+    with contextlib.suppress(WerkError):  # anything else fails the test
+        host.translate(_topic(kind, device), bytes(raw[:cut]), NOW_NS)
+
+
+_SEEDS = [
+    ("NBIRTH", None, Payload(timestamp=T, seq=0, metrics=(
+        Metric(name="bdSeq", datatype=DataType.UINT64, value=0),
+        Metric(name="A/B", alias=1, datatype=DataType.DOUBLE_ARRAY, value=(1.0, 2.0), timestamp=T),
+    ))),
+    ("DBIRTH", "cnc-1", Payload(timestamp=T, seq=1, metrics=(
+        Metric(name="T", alias=40, datatype=DataType.TEMPLATE, timestamp=T,
+               value=Template(metrics=(Metric(name="m", datatype=DataType.INT32, value=-3),))),
+    ))),
+    ("DDATA", "cnc-1", Payload(timestamp=T, seq=2, metrics=tuple(
+        Metric(alias=10, value=float(i), timestamp=T + i) for i in range(10)
+    ))),
+    ("NDEATH", None, Payload(metrics=(Metric(name="bdSeq", datatype=DataType.UINT64, value=0),))),
+]  # fmt: skip
