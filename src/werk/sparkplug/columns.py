@@ -21,7 +21,7 @@ decoder, which also gives the precise error for a bad payload.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from itertools import repeat
 from typing import Any, Final, NamedTuple, cast
@@ -92,27 +92,6 @@ class _MetricSlots:
         self.is_null = False
         self.is_historical = is_historical
         self.is_transient = is_transient
-        self.properties = None
-        self.metadata = None
-        self.__class__ = Metric  # type: ignore[assignment]
-
-
-class _AliasMetricSlots:
-    """Like _MetricSlots for the usual data metric: no name, no flags."""
-
-    __slots__ = Metric.__slots__
-
-    def __init__(
-        self, alias: int | None, timestamp: int | None, datatype: DataType | None, value: Any
-    ) -> None:
-        self.name = None
-        self.alias = alias
-        self.timestamp = timestamp
-        self.datatype = datatype
-        self.value = value
-        self.is_null = False
-        self.is_historical = False
-        self.is_transient = False
         self.properties = None
         self.metadata = None
         self.__class__ = Metric  # type: ignore[assignment]
@@ -218,15 +197,9 @@ def _build(
         return None
     values = _convert(datatypes, fields, values)
     timestamps = _column(columns.timestamp[:], count)
-    built: Iterable[Any]
-    if columns.name or columns.is_historical or columns.is_transient:
-        historical = columns.is_historical[:] or repeat(False, count)
-        transient = columns.is_transient[:] or repeat(False, count)
-        built = map(
-            _MetricSlots, names, aliases, timestamps, datatypes, values, historical, transient
-        )
-    else:
-        built = map(_AliasMetricSlots, aliases, timestamps, datatypes, values)
+    historical = columns.is_historical[:] or repeat(False, count)
+    transient = columns.is_transient[:] or repeat(False, count)
+    built = map(_MetricSlots, names, aliases, timestamps, datatypes, values, historical, transient)
     return cast(tuple[Metric, ...], tuple(built))
 
 
