@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
+from tests.postgres_server import PostgresServer, postgres_binaries
 
 from werk.api import create_app
 from werk.core.settings import Settings
@@ -141,6 +142,14 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def mosquitto_persistent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A Mosquitto broker of one test's own, keeping sessions of disconnected clients."""
     yield from _run_mosquitto(tmp_path_factory.mktemp("mosquitto"), persistent=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server of the test session (run as the postgres user)."""
+    require("PostgreSQL server binaries", postgres_binaries() is not None)
+    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
 
 
 def _listening(port: int) -> bool:

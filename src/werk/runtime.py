@@ -13,7 +13,11 @@ from werk.core.db import create_db_engine, session_scope, upgrade_schema
 from werk.core.errors import BrokerUnavailable
 from werk.core.settings import Settings
 from werk.core.tuning import tune_gc
-from werk.historian import DuckDBRawStore, RawStore
+from werk.historian import HistorianStore
+from werk.historian.backends import describe, store_for
+from werk.historian.lifecycle_worker import RetentionWorker
+from werk.historian.quality_service import QualityService
+from werk.historian.refiner import Refiner
 from werk.sparkplug.client import HostClient
 from werk.sparkplug.service import SparkplugService
 from werk.uns.broker import BrokerAddress, EmbeddedBroker, parse_broker_url, reachable
@@ -34,13 +38,16 @@ class Runtime:
     namespace: Namespace = field(default_factory=Namespace)
     engine: Engine | None = None
     sessions: sessionmaker[Session] | None = None
-    store: RawStore | None = None
+    store: HistorianStore | None = None
     broker: EmbeddedBroker | None = None
     address: BrokerAddress | None = None
     pipeline: IngestPipeline | None = None
     sparkplug: SparkplugService | None = None
     publisher: Publisher | None = None
     plant: Any = None
+    retention: RetentionWorker | None = None
+    quality: QualityService | None = None
+    refiner: Refiner | None = None
     _stack: list[Any] = field(default_factory=list)
     _started: bool = False
 
@@ -65,6 +72,7 @@ class Runtime:
             self._route_demo_plant()
         try:
             self._start_storage()
+            self._start_layers()
             self._start_broker()
             self._start_ingest()
             if self.demo:
@@ -81,14 +89,46 @@ class Runtime:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         with session_scope(self.sessions) as session:
             self.namespace.load(session=session)
-        store = DuckDBRawStore(self.settings.historian_file)
+        store = store_for(self.settings.historian_url, self.settings.historian_file)
         store.open()
+        _LOGGER.info(
+            "historian: %s", describe(self.settings.historian_url, self.settings.historian_file)
+        )
         self.store = store
         self._stack.append(store.close)
         self._recover_registry(store)
         self._stack.append(self.engine.dispose)
 
-    def _recover_registry(self, store: RawStore) -> None:
+    def _start_layers(self) -> None:
+        """Start what keeps the processed and business layers and retention going."""
+        assert self.store is not None
+        s = self.settings
+        rules_file = s.quality_rules_file or s.data_dir / "quality-rules.toml"
+        if self.demo and not rules_file.exists():
+            from werk.sim.quality_rules import DEMO_RULES
+
+            rules_file.write_text(DEMO_RULES, encoding="utf-8")
+        self.quality = QualityService(rules_file)
+        self.refiner = Refiner(
+            self.store,
+            self.quality.rule_set,
+            interval_s=s.refine_interval_ms / 1000,
+            batch_rows=s.refine_batch_rows,
+            tag_units=self._tag_unit,
+        )
+        self.quality.refiner = self.refiner
+        self._stack.append(self.refiner.stop)
+        self.refiner.start()
+        self.retention = RetentionWorker.from_settings(self.settings, self.store)
+        self._stack.append(self.retention.stop)
+        self.retention.start()
+
+    def _tag_unit(self, path: str) -> str | None:
+        """The unit a tag's publisher declares, as the namespace registry knows it."""
+        state = self.namespace.find(path)
+        return None if state is None else state.unit
+
+    def _recover_registry(self, store: HistorianStore) -> None:
         """Give back the registry any tag the historian has and the registry lost."""
         missing = self.namespace.missing(store.tag_paths())
         for last in store.last(missing):

@@ -51,7 +51,7 @@ class WerkApi:
 
     def stored(self, tag: str) -> int:
         """How many samples of the tag the historian holds."""
-        response = self.http.get(f"/api/v1/history/{tag}")
+        response = self.http.get(f"/api/v1/history/{tag}", params={"layer": "raw"})
         return len(response.json()["points"]) if response.status_code == 200 else 0
 
     def quarantined(self) -> int:

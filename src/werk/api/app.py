@@ -10,6 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from werk import __version__
 from werk.api import health, problems
+from werk.historian.business_router import router as business_router
+from werk.historian.data_router import router as data_router
+from werk.historian.quality_router import router as quality_router
 from werk.historian.router import router as historian_router
 from werk.runtime import Runtime
 from werk.sparkplug.router import router as sparkplug_router
@@ -38,6 +41,7 @@ def create_app(
             runtime.sessions,
             runtime.publisher,
         )
+        state.retention, state.quality = runtime.retention, runtime.quality
         if on_ready is not None:
             on_ready()
         try:
@@ -59,6 +63,9 @@ def create_app(
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(uns_router, prefix=API_PREFIX)
     app.include_router(historian_router, prefix=API_PREFIX)
+    app.include_router(business_router, prefix=API_PREFIX)
+    app.include_router(data_router, prefix=API_PREFIX)
+    app.include_router(quality_router, prefix=API_PREFIX)
     app.include_router(sparkplug_router, prefix=API_PREFIX)
     if web:
         from werk.web import mount

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from werk import __version__
 from werk.core.errors import StorageUnavailable
+from werk.historian.backends import describe
 
 router = APIRouter(tags=["platform"])
 
@@ -38,6 +39,8 @@ class Health(BaseModel):
     embedded_broker: bool
     mqtt_port: int
     tags: int
+    historian: str
+    refiner_lag_batches: int | None = None
     stored_samples: int | None = None
     storage_error: str | None = None
     ingest: IngestHealth
@@ -71,10 +74,21 @@ def health(request: Request) -> Health:
         embedded_broker=runtime.broker is not None,
         mqtt_port=runtime.mqtt_port,
         tags=len(runtime.namespace),
+        historian=describe(runtime.settings.historian_url, runtime.settings.historian_file),
+        refiner_lag_batches=_refiner_lag(runtime),
         stored_samples=stored,
         storage_error=storage_error,
         ingest=ingest,
     )
+
+
+def _refiner_lag(runtime: Any) -> int | None:
+    """Write batches the processed layer is behind the raw layer, None while it is not set."""
+    if runtime.refiner is None:
+        return None
+    stats = runtime.refiner.stats()
+    lag: int = max(0, stats.newest_batch - stats.mark)
+    return lag
 
 
 def _stored_samples(runtime: Any) -> tuple[int | None, str | None]:

@@ -10,10 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from werk.core.errors import WerkError
+from werk.core.errors import Unavailable, WerkError
 
 _LOGGER = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 5
 
 
 def problem(
@@ -36,7 +37,10 @@ async def _werk_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, WerkError)
     title = type(exc).__name__
     params = {k: v for k, v in exc.params.items() if isinstance(v, str | int | float | bool)}
-    return problem(exc.status, exc.code, title, exc.message, request, params=params)
+    response = problem(exc.status, exc.code, title, exc.message, request, params=params)
+    if isinstance(exc, Unavailable):
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -18,9 +18,14 @@ def api_get(base_url: str, path: str, params: dict[str, Any] | None = None) -> A
     return _request("GET", base_url, path, params=params)
 
 
-def api_post(base_url: str, path: str, body: dict[str, Any]) -> Any:
+def api_post(base_url: str, path: str, body: Any) -> Any:
     """POST JSON to the API."""
     return _request("POST", base_url, path, json=body)
+
+
+def api_put(base_url: str, path: str, body: Any) -> Any:
+    """PUT JSON to the API."""
+    return _request("PUT", base_url, path, json=body)
 
 
 def _request(method: str, base_url: str, path: str, **kwargs: Any) -> Any:

@@ -8,8 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from werk.cli.bench import bench_app
+from werk.cli.data import data_app
 from werk.cli.edge import edge_app
 from werk.cli.errors import one_line_errors
+from werk.cli.quality import kpis_command, lineage_app, quality_app
+from werk.cli.sources import sources_app
 from werk.cli.sparkplug import commands_command, sparkplug_app, write_command
 from werk.cli.uns import history_command, uns_app
 
@@ -93,6 +96,11 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(sparkplug_app, name="sparkplug")
 app.command("write")(one_line_errors(write_command))
 app.command("commands")(one_line_errors(commands_command))
+app.add_typer(quality_app, name="quality")
+app.add_typer(lineage_app, name="lineage")
+app.command("kpis")(kpis_command)
+app.add_typer(data_app, name="data")
+app.add_typer(sources_app, name="sources")
 
 
 def main() -> None:

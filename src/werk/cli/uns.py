@@ -218,10 +218,19 @@ def history_command(
     bucket: Annotated[
         str | None, typer.Option("--bucket", help="aggregate per bucket, e.g. 1m")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="the newest N raw points")] = 50,
+    limit: Annotated[int, typer.Option("--limit", help="the newest N points")] = 50,
+    layer: Annotated[
+        str, typer.Option("--layer", help="raw, processed or business (needs --bucket)")
+    ] = "raw",
+    interval: Annotated[
+        str | None, typer.Option("--interval", help="resample to a regular grid, e.g. 1m")
+    ] = None,
+    fill: Annotated[
+        str, typer.Option("--fill", help="grid interpolation: step or linear")
+    ] = "step",
     api: ApiOpt = None,
 ) -> None:
-    """Show the history of a tag: raw points, or aggregates per bucket."""
+    """Show the history of a tag from one layer: points, a grid, or aggregates per bucket."""
     end = datetime.now(UTC)
     start = end - timedelta(seconds=parse_duration(last))
     params: dict[str, Any] = {
@@ -229,22 +238,35 @@ def history_command(
         "end": end.isoformat(),
         "limit": limit,
         "newest": True,
+        "layer": layer,
+        "fill": fill,
     }
     if bucket:
         params["bucket"] = bucket
+    if interval:
+        params["interval"] = interval
     result = api_get(api_url(api), f"/history/{tag}", params)
     console.print(_history_table(result))
 
 
 def _history_table(result: dict[str, Any]) -> Table:
+    if result["interval_s"] is not None:
+        table = Table(title=f"{result['tag']}: {result['layer']}, every {result['interval_s']:g} s")
+        table.add_column("time")
+        table.add_column(f"value ({result['fill']})", justify="right")
+        for g in result["samples"]:
+            table.add_row(g["ts"], _fmt(g["value"]))
+        return table
     if result["bucket_s"] is None:
-        table = Table(title=f"{result['tag']}: {len(result['points'])} raw points")
-        for column in ("source time", "value", "quality", "message"):
+        table = Table(title=f"{result['tag']}: {len(result['points'])} {result['layer']} points")
+        for column in ("source time", "value", "quality", "flags", "message"):
             table.add_column(column)
         for p in result["points"]:
-            table.add_row(p["ts"], str(p["value"]), p["quality"], p["message_id"])
+            flags = ",".join(p["flags"])
+            table.add_row(p["ts"], str(p["value"]), p["quality"], flags, p["message_id"])
         return table
-    table = Table(title=f"{result['tag']}: buckets of {result['bucket_s']:g} s")
+    title = f"{result['tag']}: {result['layer']}, buckets of {result['bucket_s']:g} s"
+    table = Table(title=title)
     for column in ("start", "count", "min", "max", "avg", "first", "last"):
         table.add_column(column, justify="right")
     for b in result["buckets"]:

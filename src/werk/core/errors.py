@@ -8,6 +8,7 @@ problem+json in one place (`werk.api.problems`), the CLI into one line.
     ├── ValidationFailed          input that breaks a rule (HTTP 422)
     │   ├── TopicError            a UNS topic or filter that is not valid
     │   └── PayloadError          a payload that fails its contract
+    ├── Forbidden                 the caller may not do or see this (HTTP 403)
     ├── NotFound                  the thing asked for does not exist (HTTP 404)
     ├── Conflict                  the request clashes with current state (HTTP 409)
     └── Unavailable               a dependency is down or not ready (HTTP 503)
@@ -53,6 +54,13 @@ class PayloadError(ValidationFailed):
     """A payload fails its contract."""
 
     default_code = "bad_payload"
+
+
+class Forbidden(WerkError):
+    """The caller may not do or see this."""
+
+    status = 403
+    default_code = "forbidden"
 
 
 class NotFound(WerkError):

@@ -6,7 +6,7 @@ import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -58,6 +58,24 @@ class SparkplugRoute(BaseModel):
         return path
 
 
+class RetentionRule(BaseModel):
+    """How long one table keeps the rows of a namespace subtree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: Literal["raw", "processed", "rollups", "kpis", "records"]
+    subtree: str = Field(
+        default="#",
+        description="MQTT-style filter over tag paths, KPI names or dataset names",
+    )
+    keep: str = Field(pattern=r"^\d+(\.\d+)?(ms|s|m|h|d)$", description="age kept, e.g. 30d")
+    compact_after: str | None = Field(
+        default=None,
+        pattern=r"^\d+(\.\d+)?(ms|s|m|h|d)$",
+        description="compact rows older than this age (sorted rewrite)",
+    )
+
+
 DEFAULT_SPARKPLUG_ROUTE: Final = SparkplugRoute(
     path="{group}/{edge_node}/sparkplug/devices/{device}"
 )
@@ -101,6 +119,20 @@ class Settings(BaseSettings):
     registry_flush_s: Annotated[float, Field(gt=0)] = 2.0
     database_url: str | None = None
     historian_path: Path | None = None
+    historian_url: str | None = Field(
+        default=None,
+        description="historian backend: duckdb:///path/file.duckdb or "
+        "postgresql://user:password@host:port/db; default the DuckDB file in data_dir",
+    )
+    refine_interval_ms: Annotated[int, Field(ge=10)] = 200
+    refine_batch_rows: Annotated[int, Field(ge=1000)] = 200_000
+    retention: list[RetentionRule] = Field(
+        default_factory=list, description="retention and compaction per table and subtree"
+    )
+    retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
+    quality_rules_file: Path | None = Field(
+        default=None, description="TOML file of quality rules loaded at start (see docs)"
+    )
     log_level: str = "INFO"
     sparkplug_enabled: bool = True
     sparkplug_host_id: Annotated[str, Field(pattern=r"^[^/+#]+$")] = "werk"

@@ -1,6 +1,20 @@
-"""Historian: the raw layer of every accepted sample, and queries over it."""
+"""Historian: raw, processed and business layers of every accepted sample."""
 
-from werk.historian.duckdb_store import DuckDBRawStore
+from werk.historian.duckdb_store import DuckDBStore
+from werk.historian.layers import (
+    ROLLUP_WIDTHS_S,
+    SCHEMAS,
+    Flag,
+    Kpi,
+    Layer,
+    LineageRef,
+    ProcessedColumns,
+    RawBatch,
+    Record,
+    Rollup,
+    RollupKey,
+    Table,
+)
 from werk.historian.models import (
     AGGREGATES,
     Aggregate,
@@ -9,15 +23,27 @@ from werk.historian.models import (
     RawColumns,
     TagLast,
 )
-from werk.historian.store import RawStore
+from werk.historian.store import HistorianStore
 
 __all__ = [
     "AGGREGATES",
+    "ROLLUP_WIDTHS_S",
+    "SCHEMAS",
     "Aggregate",
     "Bucket",
-    "DuckDBRawStore",
+    "DuckDBStore",
+    "Flag",
+    "HistorianStore",
+    "Kpi",
+    "Layer",
+    "LineageRef",
     "Point",
+    "ProcessedColumns",
+    "RawBatch",
     "RawColumns",
-    "RawStore",
+    "Record",
+    "Rollup",
+    "RollupKey",
+    "Table",
     "TagLast",
 ]

@@ -1,279 +1,325 @@
-"""The raw layer on DuckDB: one narrow table, tags in a dictionary table, Arrow batches."""
+"""The historian on DuckDB: every layer in one embedded file (or in memory).
+
+Threads: the ingest writer, the refiner and the lifecycle worker change data under
+one write lock on one kept cursor, each change one transaction; queries (API threads)
+run on a cursor of their own per call and see committed data only.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
 
 from werk.core.errors import StorageUnavailable
+from werk.historian import (
+    duckdb_business,
+    duckdb_exchange,
+    duckdb_lifecycle,
+    duckdb_query,
+    duckdb_raw,
+    duckdb_refine,
+    duckdb_schema,
+)
+from werk.historian.duckdb_schema import State, checkpoint, mapped_errors, transaction
+from werk.historian.layers import (
+    Kpi,
+    Layer,
+    ProcessedColumns,
+    RawBatch,
+    Record,
+    Rollup,
+    RollupKey,
+    Table,
+)
 from werk.historian.models import Bucket, Point, RawColumns, TagLast
 
 _LOGGER = logging.getLogger(__name__)
 
-_SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS tags (
-        tag_id INTEGER PRIMARY KEY,
-        path VARCHAR NOT NULL UNIQUE
-    )""",
-    "ALTER TABLE tags ADD COLUMN IF NOT EXISTS boolean BOOLEAN DEFAULT false",
-    """CREATE TABLE IF NOT EXISTS raw (
-        tag_id INTEGER NOT NULL,
-        ts TIMESTAMP NOT NULL,
-        ingest_ts TIMESTAMP NOT NULL,
-        value DOUBLE,
-        text VARCHAR,
-        quality UTINYINT NOT NULL,
-        msg_id BIGINT NOT NULL
-    )""",
-)
-_ARROW_SCHEMA: Final = pa.schema(
-    [
-        ("tag_id", pa.int32()),
-        ("ts", pa.timestamp("us")),
-        ("ingest_ts", pa.timestamp("us")),
-        ("value", pa.float64()),
-        ("text", pa.string()),
-        ("quality", pa.uint8()),
-        ("msg_id", pa.int64()),
-    ]
-)
-_POINT_COLUMNS: Final = "epoch_us(ts), epoch_us(ingest_ts), value, text, quality, msg_id"
 
-
-class DuckDBRawStore:
-    """Raw layer in a DuckDB file (or in memory with path None)."""
+class DuckDBStore:
+    """Raw, processed and business layers in a DuckDB file (in memory with path None)."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
         self._conn: duckdb.DuckDBPyConnection | None = None
-        self._tag_ids: dict[str, int] = {}
-        self._boolean: set[str] = set()
-        self._write_lock = threading.Lock()
         self._writer: duckdb.DuckDBPyConnection | None = None
+        self._state = State()
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path | None:
+        """The database file (None: in memory)."""
+        return self._path
 
     def open(self) -> None:
-        """Open the file, create the schema and load the tag dictionary."""
+        """Open the file, create or migrate the tables and load the tag dictionary."""
         target = ":memory:" if self._path is None else str(self._path)
-        if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        with _mapped_errors("open the historian"):
-            self._conn = duckdb.connect(target)
-            for statement in _SCHEMA:
-                self._conn.execute(statement)
-            rows = self._conn.execute("SELECT path, tag_id, boolean FROM tags").fetchall()
-        self._tag_ids = {path: tag_id for path, tag_id, _ in rows}
-        self._boolean = {path for path, _, boolean in rows if boolean}
-        _LOGGER.info("historian open at %s with %d tags", target, len(self._tag_ids))
+        with self._lock, mapped_errors("open the historian"):
+            if self._conn is not None:
+                return
+            if self._path is not None:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = duckdb.connect(target)
+            try:
+                duckdb_schema.create(conn)
+                self._state.load(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        _LOGGER.info("historian open at %s with %d tags", target, len(self._state.ids))
 
     def close(self) -> None:
         """Checkpoint and close."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._conn is not None:
-            with _mapped_errors("close the historian"):
-                self._conn.execute("CHECKPOINT")
-                self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                with mapped_errors("close the historian"):
+                    conn.execute("CHECKPOINT")
+                    conn.close()
+
+    def size_bytes(self) -> int:
+        """Bytes of used blocks and WAL after a checkpoint (memory in use when in memory)."""
+        with self._lock, mapped_errors("measure the historian"):
+            cur = self._writer_cursor()
+            checkpoint(cur)
+            if self._path is None:
+                row = cur.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+                return int(row[0]) if row is not None and row[0] is not None else 0
+            row = cur.execute("PRAGMA database_size").fetchone()
+            used = int(row[2]) * int(row[4]) if row is not None else 0
+        wal = self._path.with_name(self._path.name + ".wal")
+        return used + (wal.stat().st_size if wal.exists() else 0)
 
     @property
     def _db(self) -> duckdb.DuckDBPyConnection:
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             raise StorageUnavailable("the historian is not open", code="historian_closed")
-        return self._conn
+        return conn
 
-    @contextmanager
-    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cursor = self._db.cursor()
-        try:
-            yield cursor
-        finally:
-            cursor.close()
-
-    def write(self, rows: RawColumns) -> int:
-        """Append rows in one transaction; new tags join the dictionary in the same one."""
-        if not rows:
-            return 0
-        with self._write_lock, _mapped_errors("write to the historian"):
-            cur = self._writer_cursor()
-            if self._tag_ids.keys() >= set(rows.tag):
-                _insert_raw(cur, self._arrow(rows))
-                return len(rows)
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                new_tags = self._register_tags(cur, rows)
-                _insert_raw(cur, self._arrow(rows))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                for tag in new_tags:
-                    self._tag_ids.pop(tag, None)
-                    self._boolean.discard(tag)
-                raise
-        return len(rows)
+    def _check_open(self) -> None:
+        self._db  # noqa: B018 (raises when closed)
 
     def _writer_cursor(self) -> duckdb.DuckDBPyConnection:
-        """One cursor kept for writes (only used under the write lock)."""
+        """The one cursor for changes (used under the write lock only)."""
         if self._writer is None:
             self._writer = self._db.cursor()
         return self._writer
 
-    def _register_tags(self, cur: duckdb.DuckDBPyConnection, rows: RawColumns) -> list[str]:
-        known = self._tag_ids
-        new = [t for t in dict.fromkeys(rows.tag) if t not in known]
-        if not new:
-            return []
-        first = len(known) + 1
-        for offset, tag in enumerate(new):
-            known[tag] = first + offset
-        booleans = [t in rows.boolean_tags for t in new]
-        self._boolean.update(t for t, b in zip(new, booleans, strict=True) if b)
-        table = pa.table(
-            {
-                "tag_id": pa.array(range(first, first + len(new)), pa.int32()),
-                "path": new,
-                "boolean": pa.array(booleans, pa.bool_()),
-            }
-        )
-        cur.register("new_tags", table)
-        cur.execute("INSERT INTO tags SELECT * FROM new_tags")
-        cur.unregister("new_tags")
-        return new
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock, mapped_errors(action):
+            cur = self._writer_cursor()
+            with transaction(cur, self._state):
+                yield cur
 
-    def _arrow(self, rows: RawColumns) -> pa.Table:
-        ids = self._tag_ids
-        arrays = [
-            pa.array(list(map(ids.__getitem__, rows.tag)), pa.int32()),
-            _micros(rows.ts_ns),
-            _micros(rows.ingest_ns),
-            pa.array(rows.value, pa.float64()),
-            pa.array(rows.text, pa.string()),
-            pa.array(rows.quality, pa.uint8()),
-            pa.array(rows.msg_id, pa.int64()),
-        ]
-        return pa.Table.from_arrays(arrays, schema=_ARROW_SCHEMA)
+    @contextmanager
+    def _reading(self, action: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        with mapped_errors(action):
+            cur = self._db.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    # -- raw layer ---------------------------------------------------------------------
+
+    def write(self, rows: RawColumns) -> int:
+        """Append rows in one transaction as the next write batch; return how many."""
+        if not rows:
+            return 0
+        with self._writing("write to the historian") as cur:
+            return duckdb_raw.write(cur, self._state, rows)
 
     def existing(self, tags: list[str], stamps_ns: list[int]) -> set[tuple[str, int]]:
-        """Stored (tag, ts) pairs among the given ones, as the pairs were given."""
-        ids = self._tag_ids
-        known = [(ids[t], t, ts) for t, ts in zip(tags, stamps_ns, strict=True) if t in ids]
-        if not known:
-            return set()
-        wanted = pa.table(
-            {
-                "tag_id": pa.array([k[0] for k in known], pa.int32()),
-                "ts": _micros([k[2] for k in known]),
-            }
-        )
-        sql = """
-            SELECT DISTINCT w.tag_id, epoch_us(w.ts) FROM wanted w
-            JOIN raw r ON r.tag_id = w.tag_id AND r.ts = w.ts
-            WHERE r.ts BETWEEN make_timestamp($low) AND make_timestamp($high)
-        """
-        low, high = min(k[2] for k in known) // 1000, max(k[2] for k in known) // 1000
-        with _mapped_errors("query the historian"), self._cursor() as cur:
-            cur.register("wanted", wanted)
-            found = set(cur.execute(sql, {"low": low, "high": high}).fetchall())
-        return {(t, ts) for tag_id, t, ts in known if (tag_id, ts // 1000) in found}
-
-    def points(
-        self, tag: str, start_ns: int, end_ns: int, limit: int, *, newest: bool = False
-    ) -> list[Point]:
-        """Samples of `tag` in [start, end), oldest first; `newest` keeps the newest `limit`."""
-        tag_id = self._tag_ids.get(tag)
-        if tag_id is None:
-            return []
-        sql = (
-            f"SELECT {_POINT_COLUMNS} FROM raw WHERE tag_id = ? "
-            "AND ts >= make_timestamp(?) AND ts < make_timestamp(?) "
-            f"ORDER BY ts {'DESC' if newest else 'ASC'} LIMIT ?"
-        )
-        params = [tag_id, start_ns // 1000, end_ns // 1000, limit]
-        points = [_point(row, tag in self._boolean) for row in self._query(sql, params)]
-        return points[::-1] if newest else points
-
-    def buckets(self, tag: str, start_ns: int, end_ns: int, bucket_ns: int) -> list[Bucket]:
-        """Aggregates per bucket; buckets are aligned to the Unix epoch."""
-        tag_id = self._tag_ids.get(tag)
-        if tag_id is None:
-            return []
-        bucket_us = max(bucket_ns // 1000, 1)
-        sql = """
-            SELECT (epoch_us(ts) // $b) * $b AS bucket, count(*), min(value), max(value),
-                   avg(value), arg_min(value, ts), arg_max(value, ts)
-            FROM raw
-            WHERE tag_id = $tag AND ts >= make_timestamp($start) AND ts < make_timestamp($end)
-            GROUP BY bucket ORDER BY bucket
-        """
-        params = {"b": bucket_us, "tag": tag_id, "start": start_ns // 1000, "end": end_ns // 1000}
-        return [_bucket(row) for row in self._query(sql, params)]
-
-    def last(self, tags: list[str]) -> list[TagLast]:
-        """Newest sample of each tag."""
-        ids = [self._tag_ids[t] for t in tags if t in self._tag_ids]
-        if not ids:
-            return []
-        sql = f"""
-            SELECT t.path, {_POINT_COLUMNS} FROM raw JOIN tags t USING (tag_id)
-            WHERE list_contains(?, tag_id)
-            QUALIFY row_number() OVER (PARTITION BY tag_id ORDER BY ts DESC) = 1
-        """
-        rows = self._query(sql, [ids])
-        return [TagLast(row[0], _point(row[1:], row[0] in self._boolean)) for row in rows]
+        """Those (tag, ts) pairs that already have a raw sample (microsecond precision)."""
+        with self._reading("query the historian") as cur:
+            return duckdb_raw.existing(cur, self._state, tags, stamps_ns)
 
     def recent_message_ids(self, since_ingest_ns: int) -> set[int]:
-        """Message ids ingested since the given time."""
-        sql = "SELECT DISTINCT msg_id FROM raw WHERE ingest_ts >= make_timestamp(?)"
-        return {row[0] for row in self._query(sql, [since_ingest_ns // 1000])}
+        """Ids of messages ingested since `since_ingest_ns` (to drop redeliveries)."""
+        with self._reading("query the historian") as cur:
+            return duckdb_query.recent_message_ids(cur, since_ingest_ns)
+
+    def message_points(self, msg_id: int) -> list[TagLast]:
+        """The raw samples one message brought, by tag then time."""
+        with self._reading("query the historian") as cur:
+            return duckdb_query.message_points(cur, self._state, msg_id)
 
     def tag_paths(self) -> list[str]:
-        """Every tag in the dictionary."""
-        return list(self._tag_ids)
+        """Every tag with stored samples."""
+        self._check_open()
+        return list(self._state.ids)
 
     def knows(self, tag: str) -> bool:
-        """Whether the tag is in the dictionary."""
-        return tag in self._tag_ids
+        """Whether any sample of `tag` was ever stored."""
+        self._check_open()
+        return tag in self._state.ids
 
-    def count(self) -> int:
-        """Stored samples."""
-        return int(self._query("SELECT count(*) FROM raw", [])[0][0])
+    def count(self, layer: Layer = Layer.RAW) -> int:
+        """Stored samples of a layer (the business layer counts rollup rows)."""
+        with self._reading("count in the historian") as cur:
+            return duckdb_query.count(cur, layer)
 
-    def _query(self, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
-        with _mapped_errors("query the historian"), self._cursor() as cur:
-            return cur.execute(sql, params).fetchall()
+    # -- queries over raw and processed samples -----------------------------------------
 
+    def points(
+        self,
+        tag: str,
+        start_ns: int,
+        end_ns: int,
+        limit: int,
+        *,
+        newest: bool = False,
+        layer: Layer = Layer.RAW,
+    ) -> list[Point]:
+        """Samples of `tag` with start <= ts < end, oldest first, at most `limit`."""
+        with self._reading("query the historian") as cur:
+            return duckdb_query.points(
+                cur, self._state, tag, (start_ns, end_ns), limit, newest=newest, layer=layer
+            )
 
-def _micros(stamps_ns: list[int]) -> pa.Array:
-    """Nanosecond stamps as a microsecond timestamp array (truncated, in Arrow's C code)."""
-    return pa.array(stamps_ns, pa.timestamp("ns")).cast(pa.timestamp("us"), safe=False)
+    def buckets(
+        self, tag: str, start_ns: int, end_ns: int, bucket_ns: int, *, layer: Layer = Layer.RAW
+    ) -> list[Bucket]:
+        """Aggregates of `tag` per epoch-aligned bucket (numeric values only)."""
+        with self._reading("query the historian") as cur:
+            return duckdb_query.buckets(cur, self._state, tag, (start_ns, end_ns), bucket_ns, layer)
 
+    def last(self, tags: list[str], *, layer: Layer = Layer.RAW) -> list[TagLast]:
+        """The newest sample of each tag that has one (RAW or PROCESSED)."""
+        with self._reading("query the historian") as cur:
+            return duckdb_query.last(cur, self._state, tags, layer)
 
-def _insert_raw(cur: duckdb.DuckDBPyConnection, incoming: pa.Table) -> None:
-    """Append an Arrow table (found by DuckDB's replacement scan of `incoming`)."""
-    cur.execute("INSERT INTO raw SELECT * FROM incoming")
+    def previous(self, tag: str, ts_ns: int) -> Point | None:
+        """The newest processed sample of `tag` strictly before `ts_ns`."""
+        with self._reading("query the historian") as cur:
+            return duckdb_query.neighbour(cur, self._state, tag, ts_ns, before=True)
 
+    def next_after(self, tag: str, ts_ns: int) -> Point | None:
+        """The oldest processed sample of `tag` strictly after `ts_ns`."""
+        with self._reading("query the historian") as cur:
+            return duckdb_query.neighbour(cur, self._state, tag, ts_ns, before=False)
 
-def _point(row: tuple[Any, ...], boolean: bool) -> Point:
-    ts_us, ingest_us, value, text, quality, msg_id = row
-    typed = text if text is not None else bool(value) if boolean and value is not None else value
-    return Point(ts_us * 1000, ingest_us * 1000, typed, quality, msg_id)
+    # -- refinement: raw -> processed -> business ----------------------------------------
 
+    def raw_after(self, batch: int, max_rows: int) -> RawBatch:
+        """Raw rows of the write batches after `batch`, whole batches, about `max_rows`."""
+        with self._reading("read raw batches") as cur:
+            return duckdb_raw.raw_after(cur, batch, max_rows)
 
-def _bucket(row: tuple[Any, ...]) -> Bucket:
-    start_us, count, low, high, mean, first, last = row
-    return Bucket(start_us * 1000, count, low, high, mean, first, last)
+    def refine(self, rows: ProcessedColumns, rollups: Sequence[RollupKey], through: int) -> None:
+        """In one transaction: append processed rows, recompute the rollups, move the mark."""
+        with self._writing("refine into the historian") as cur:
+            duckdb_refine.refine(cur, self._state, rows, rollups, through)
 
+    def refined_through(self) -> int:
+        """The newest write batch whose rows are in the processed layer (0 for none)."""
+        self._check_open()
+        return self._state.refined
 
-@contextmanager
-def _mapped_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except duckdb.Error as exc:
-        raise StorageUnavailable(f"could not {action}: {exc}", action=action) from exc
+    def rollups(self, tag: str, width_s: int, start_ns: int, end_ns: int) -> list[Rollup]:
+        """Rollups of `tag` of one width whose bucket starts in [start, end), oldest first."""
+        with self._reading("query the historian") as cur:
+            return duckdb_refine.rollups(cur, self._state, tag, width_s, (start_ns, end_ns))
+
+    def write_kpis(self, kpis: Sequence[Kpi]) -> int:
+        """Store KPI values; a value with the same name and ts replaces the stored one."""
+        if not kpis:
+            return 0
+        with self._writing("write KPIs to the historian") as cur:
+            return duckdb_business.write_kpis(cur, kpis)
+
+    def kpis(self, name: str, start_ns: int, end_ns: int, limit: int) -> list[Kpi]:
+        """Values of one KPI with start <= ts < end, oldest first."""
+        with self._reading("query the historian") as cur:
+            return duckdb_business.kpis(cur, name, (start_ns, end_ns), limit)
+
+    def kpi_names(self) -> list[str]:
+        """Names of every KPI with stored values."""
+        with self._reading("query the historian") as cur:
+            return duckdb_business.kpi_names(cur)
+
+    # -- records of business datasets ----------------------------------------------------
+
+    def write_records(self, records: Sequence[Record]) -> int:
+        """Append records; a record equal in dataset, key, ts and msg_id is stored once."""
+        if not records:
+            return 0
+        with self._writing("write records to the historian") as cur:
+            return duckdb_business.write_records(cur, records)
+
+    def records(
+        self,
+        dataset: str,
+        start_ns: int,
+        end_ns: int,
+        limit: int,
+        *,
+        key: str | None = None,
+        latest: bool = False,
+    ) -> list[Record]:
+        """Records of a dataset with start <= ts < end, oldest first."""
+        with self._reading("query the historian") as cur:
+            return duckdb_business.records(
+                cur, dataset, (start_ns, end_ns), limit, key=key, latest=latest
+            )
+
+    def datasets(self) -> dict[str, int]:
+        """Every dataset with its number of stored records."""
+        with self._reading("query the historian") as cur:
+            return duckdb_business.datasets(cur)
+
+    # -- lifecycle of stored data --------------------------------------------------------
+
+    def delete(self, table: Table, before_ns: int, names: Sequence[str] | None = None) -> int:
+        """Delete rows older than `before_ns`; `names` narrows to tags, KPIs or datasets."""
+        with self._writing("delete from the historian") as cur:
+            return duckdb_lifecycle.delete(cur, self._state, table, before_ns, names)
+
+    def compact(
+        self, table: Table, start_ns: int, end_ns: int, names: Sequence[str] | None = None
+    ) -> int:
+        """Rewrite [start, end) sorted by name and time without exact duplicates."""
+        with self._writing("compact the historian") as cur:
+            kept = duckdb_lifecycle.compact(cur, self._state, table, (start_ns, end_ns), names)
+        with self._lock, mapped_errors("compact the historian"):
+            checkpoint(self._writer_cursor())
+        return kept
+
+    def scan(
+        self,
+        table: Table,
+        start_ns: int,
+        end_ns: int,
+        *,
+        names: Sequence[str] | None = None,
+        chunk_rows: int = 100_000,
+    ) -> Iterator[pa.Table]:
+        """Rows of [start, end) in chunks of the table's Arrow schema (layers.SCHEMAS)."""
+        params = duckdb_exchange.scan_params(self._state, table, (start_ns, end_ns), names)
+        with self._reading("scan the historian") as cur:
+            yield from duckdb_exchange.scan(cur, table, params, chunk_rows)
+
+    def estimate(self, table: Table, start_ns: int, end_ns: int) -> int:
+        """How many rows `scan` would yield for the range without names (for progress)."""
+        with self._reading("count in the historian") as cur:
+            return duckdb_exchange.estimate(cur, table, (start_ns, end_ns))
+
+    def load(self, table: Table, data: pa.Table) -> int:
+        """Append rows of the table's Arrow schema; raw rows form one new write batch."""
+        duckdb_exchange.check_schema(table, data)
+        if not data.num_rows:
+            return 0
+        with self._writing("load into the historian") as cur:
+            return duckdb_exchange.load(cur, self._state, table, data)

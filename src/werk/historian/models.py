@@ -134,6 +134,7 @@ class Point:
     value: bool | float | str | None
     quality: int
     msg_id: int
+    flags: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""REST routes of the historian."""
+"""REST routes of the historian: history of a tag from a named layer."""
 
 from __future__ import annotations
 
@@ -8,43 +8,58 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from werk.historian import service
-from werk.historian.schemas import HistoryRead
-from werk.historian.store import RawStore
+from werk.historian.access import check_layer
+from werk.historian.layers import Layer
+from werk.historian.schemas import Fill, HistoryQuery, HistoryRead
+from werk.historian.store import HistorianStore
 
 router = APIRouter(tags=["historian"])
 
 
-def _store(request: Request) -> RawStore:
+def _store(request: Request) -> HistorianStore:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-StoreDep = Annotated[RawStore, Depends(_store)]
+StoreDep = Annotated[HistorianStore, Depends(_store)]
+Start = Annotated[datetime | None, Query(description="ISO 8601; default end - 1 h")]
+End = Annotated[datetime | None, Query(description="ISO 8601; default now")]
+Duration = Annotated[str | None, Query(max_length=16, description="such as 10s, 1m, 1h")]
 
 
 @router.get("/history/{tag:path}", response_model=HistoryRead, summary="History of a tag")
 def history(
+    request: Request,
     tag: str,
     store: StoreDep,
-    start: Annotated[datetime | None, Query(description="ISO 8601; default end - 1 h")] = None,
-    end: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None,
-    bucket: Annotated[
-        str | None, Query(max_length=16, description="bucket size such as 10s, 1m, 1h")
-    ] = None,
+    layer: Annotated[
+        Layer,
+        Query(
+            description="raw: as received; processed: unit-normalised and rule-flagged; "
+            "business: rollups (needs bucket)"
+        ),
+    ],
+    start: Start = None,
+    end: End = None,
+    bucket: Duration = None,
+    interval: Duration = None,
+    fill: Annotated[Fill, Query(description="interpolation of the interval grid")] = "step",
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
-    layer: Annotated[str, Query(pattern="^raw$", description="data layer")] = "raw",
     newest: Annotated[
         bool, Query(description="when more than `limit` points match, keep the newest")
     ] = False,
 ) -> HistoryRead:
-    """Raw samples of a tag, or min/max/avg/count/first/last per bucket."""
+    """Samples, min/max/avg/count/first/last per bucket, or a regular grid (interval+fill)."""
+    check_layer(request, layer)
     start_ns, end_ns = service.time_range(start, end, timedelta(hours=1))
-    bucket_s = None if bucket is None else service.parse_duration(bucket)
-    return service.history(
-        store=store,
+    query = HistoryQuery(
         tag=tag,
+        layer=layer,
         start_ns=start_ns,
         end_ns=end_ns,
-        bucket_s=bucket_s,
+        bucket_s=None if bucket is None else service.parse_duration(bucket),
+        interval_s=None if interval is None else service.parse_duration(interval),
+        fill=fill,
         limit=limit,
         newest=newest,
     )
+    return service.history(store=store, query=query)

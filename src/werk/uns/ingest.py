@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werk.core.clock import now_ns
 from werk.core.journal import Position
 from werk.core.settings import OverflowPolicy, Settings
-from werk.historian import RawStore
+from werk.historian import HistorianStore
 from werk.uns.broker import BrokerAddress
 from werk.uns.contracts import CommandHandler
 from werk.uns.messages import Chunk, IngestStats, Received
@@ -55,7 +55,7 @@ class IngestPipeline:
         *,
         settings: Settings,
         address: BrokerAddress,
-        store: RawStore,
+        store: HistorianStore,
         namespace: Namespace,
         sessions: sessionmaker[Session],
         translators: Sequence[Translator] = (),

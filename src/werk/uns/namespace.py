@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.clock import NS_PER_S
 from werk.core.errors import NotFound, PayloadError
+from werk.core.filters import matches
 from werk.uns.contracts import Decoded, Quality, Sample, SampleColumns
 from werk.uns.models import TagRecord
-from werk.uns.topics import matches
 
 _EWMA: Final = 0.2
 
@@ -194,6 +194,10 @@ class Namespace:
                 ingest_ns, Quality(quality), msg_id,
             )  # fmt: skip
             self._dirty.add(path)
+
+    def find(self, path: str) -> TagState | None:
+        """One tag, or None when the namespace has not seen it."""
+        return self._tags.get(path)
 
     def get(self, path: str) -> TagState:
         """One tag, or NotFound."""

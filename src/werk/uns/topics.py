@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Final
 
 from werk.core.errors import TopicError
+from werk.core.filters import check_levels
 
 ISA95_LEVELS: Final = ("enterprise", "site", "area", "line", "cell")
 MAX_ASSET_LEVELS: Final = 8
@@ -239,29 +240,4 @@ def value_topic(tag_path: str, root: str = DEFAULT_ROOT) -> str:
 def check_filter(topic_filter: str) -> str:
     """Validate an MQTT topic filter (wildcards allowed in their places)."""
     _check_topic_text(topic_filter)
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if level == "#":
-            if i != len(levels) - 1:
-                raise TopicError("'#' must be the last level of a filter", code="bad_filter")
-        elif level != "+" and ("+" in level or "#" in level):
-            raise TopicError(
-                f"a wildcard must fill a whole level, not {level!r}", code="bad_filter"
-            )
-    return topic_filter
-
-
-def matches(topic_filter: str, topic: str) -> bool:
-    """Whether `topic` matches the MQTT `topic_filter` (MQTT 5 §4.7 rules)."""
-    filter_levels = topic_filter.split("/")
-    topic_levels = topic.split("/")
-    if topic.startswith("$") and filter_levels[0] in ("+", "#"):
-        return False
-    for i, level in enumerate(filter_levels):
-        if level == "#":
-            return True
-        if i >= len(topic_levels):
-            return False
-        if level != "+" and level != topic_levels[i]:
-            return False
-    return len(filter_levels) == len(topic_levels)
+    return check_levels(topic_filter)

@@ -21,7 +21,7 @@ from werk.core.clock import NS_PER_S, now_ns
 from werk.core.errors import PayloadError, WerkError
 from werk.core.journal import Position
 from werk.core.settings import Settings
-from werk.historian import RawColumns, RawStore
+from werk.historian import HistorianStore, RawColumns
 from werk.uns import quarantine
 from werk.uns.contracts import CommandHandler, Decoded, decode, decode_command
 from werk.uns.messages import Chunk, IngestStats, Received, SeenMessages
@@ -59,7 +59,7 @@ class HistorianWriter:
         self,
         *,
         settings: Settings,
-        store: RawStore,
+        store: HistorianStore,
         namespace: Namespace,
         sessions: sessionmaker[Session],
         commit: Callable[[Position], None],

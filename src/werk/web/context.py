@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.settings import Settings
-from werk.historian import RawStore
+from werk.historian import HistorianStore
+from werk.historian.quality_service import QualityService
 from werk.sparkplug.service import SparkplugService
 from werk.uns.namespace import Namespace
 
@@ -34,9 +35,14 @@ class WebContext:
         return cast(Namespace, self.app.state.namespace)
 
     @property
-    def store(self) -> RawStore:
-        """The historian's raw layer."""
-        return cast(RawStore, self.app.state.store)
+    def store(self) -> HistorianStore:
+        """The historian with its raw, processed and business layers."""
+        return cast(HistorianStore, self.app.state.store)
+
+    @property
+    def quality(self) -> QualityService:
+        """The data-quality service: rules, violations and the refiner's state."""
+        return cast(QualityService, self.app.state.quality)
 
     @property
     def sessions(self) -> sessionmaker[Session]:

@@ -10,6 +10,8 @@ from nicegui import ui
 
 NAV: Final = (
     ("Namespace", "/", "account_tree"),
+    ("Layers", "/layers", "layers"),
+    ("Data quality", "/quality", "rule"),
     ("Edge nodes", "/edge", "router"),
     ("Quarantine", "/quarantine", "report"),
     ("API docs", "/api/docs", "description"),

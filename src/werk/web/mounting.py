@@ -11,7 +11,14 @@ from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 from werk.core.errors import Conflict
-from werk.web import edge_page, namespace_page, quarantine_page, tag_page
+from werk.web import (
+    edge_page,
+    layers_page,
+    namespace_page,
+    quality_page,
+    quarantine_page,
+    tag_page,
+)
 from werk.web.context import WebContext
 
 _API_ROOT: Final = "/api"
@@ -32,6 +39,8 @@ def mount(app: FastAPI) -> None:
     tag_page.register(context)
     quarantine_page.register(context)
     edge_page.register(context)
+    layers_page.register(context)
+    quality_page.register(context)
     ui.run_with(
         app,
         title="werk",

@@ -9,7 +9,8 @@ from nicegui import run, ui
 
 from werk.core.clock import NS_PER_S, now_ns
 from werk.core.errors import NotFound
-from werk.historian.schemas import HistoryRead
+from werk.historian.layers import Layer
+from werk.historian.schemas import HistoryQuery, HistoryRead
 from werk.historian.service import history
 from werk.uns.schemas import TagRead
 from werk.uns.service import tag_read
@@ -139,14 +140,14 @@ class TagView:
     def _read_history(self) -> HistoryRead | None:
         end = now_ns()
         try:
-            return history(
-                store=self._context.store,
+            query = HistoryQuery(
                 tag=self._path,
+                layer=Layer.RAW,
                 start_ns=end - WINDOW_NS,
                 end_ns=end + _CLOCK_SKEW_NS,
-                bucket_s=None,
                 limit=HISTORY_LIMIT,
             )
+            return history(store=self._context.store, query=query)
         except NotFound:
             # The registry saw the tag before the historian's first write of it.
             return None

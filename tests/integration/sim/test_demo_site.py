@@ -52,7 +52,7 @@ def test_every_protocol_reaches_the_namespace(werk: TestClient) -> None:
 
 def test_history_grows_from_the_plcs(werk: TestClient) -> None:
     path = f"{CNC_3}/power"
-    wait_until(lambda: len(werk.get(f"/api/v1/history/{path}").json().get("points", [])) >= 3,
+    wait_until(lambda: len(werk.get(f"/api/v1/history/{path}?layer=raw").json().get("points", [])) >= 3,
                timeout=WAIT_S)  # fmt: skip
 
 

@@ -76,7 +76,7 @@ def test_sparkplug_metrics_join_the_namespace_and_historian(
     edge.send("DDATA", (Metric(alias=1, value=1234.5, timestamp=int(time.time() * 1000)),), D)
     tag = wait_until(lambda: (t := _tag(werk, "Speed")) and t["value"] == 1234.5 and t)
     assert tag["data_type"] == "number" and tag["quality"] == "good"
-    history = werk.get(f"/api/v1/history/{PATH}/Speed").json()
+    history = werk.get(f"/api/v1/history/{PATH}/Speed?layer=raw").json()
     assert [p["value"] for p in history["points"]][-2:] == [1000.0, 1234.5]
     nodes = werk.get("/api/v1/sparkplug/nodes").json()
     assert nodes[0]["online"] and nodes[0]["bd_seq"] == 0

@@ -19,7 +19,7 @@ from tests.conftest import make_settings
 from werk.core.clock import now_ns
 from werk.core.db import create_db_engine, upgrade_schema
 from werk.core.journal import Position
-from werk.historian import DuckDBRawStore
+from werk.historian import DuckDBStore
 from werk.sparkplug.codec import Metric, Payload, encode
 from werk.sparkplug.datatypes import DataType
 from werk.sparkplug.service import SparkplugService
@@ -37,7 +37,7 @@ FOREVER = 2**62
 @dataclass
 class Rig:
     sessions: sessionmaker[Session]
-    store: DuckDBRawStore
+    store: DuckDBStore
     service: SparkplugService
     writer: HistorianWriter
     commits: list[Position]
@@ -62,7 +62,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     upgrade_schema(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     namespace = Namespace()
-    store = DuckDBRawStore(settings.historian_file)
+    store = DuckDBStore(settings.historian_file)
     store.open()
     service = SparkplugService(settings=settings, sessions=sessions, namespace=namespace)
     commits: list[Position] = []

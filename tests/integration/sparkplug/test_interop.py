@@ -137,7 +137,7 @@ def test_data_by_alias_without_datatypes_updates_the_right_tags_and_history(
     wait_for_tag(werk, f"{ROOT}/ps-alias/node/Counter", value=7, data_type="number")
     assert read_tag(werk, f"{ROOT}/ps-alias/node/Temperature")["value"] == 22.25
     for name, (datatype, value, later) in DEVICE_TYPES.items():
-        history = werk.get(f"/api/v1/history/{base}/Types.{name}").json()
+        history = werk.get(f"/api/v1/history/{base}/Types.{name}?layer=raw").json()
         points = [p["value"] for p in history["points"]]
         assert points == [stored_view(datatype, value), stored_view(datatype, later)], name
     node = node_view(werk, "ps-alias")

@@ -43,7 +43,7 @@ def test_value_published_with_plain_mqtt_reaches_rest_and_history(client: TestCl
         "number",
     )
     assert tag["topic"] == f"{TOPIC}/_value/temp"
-    history = client.get(f"/api/v1/history/{NODE}/temp").json()
+    history = client.get(f"/api/v1/history/{NODE}/temp?layer=raw").json()
     (point,) = history["points"]
     assert point["value"] == 71.25
     assert point["message_id"] == tag["message_id"]
@@ -83,7 +83,7 @@ def test_a_redelivered_message_is_stored_once(client: TestClient) -> None:
     publish(_port(client), f"{TOPIC}/_value/dup", orjson.dumps({"value": 6}))
     wait_until(lambda: (t := _tag(client, f"{NODE}/dup")) and t["samples"] == 2)
     time.sleep(0.3)
-    points = client.get(f"/api/v1/history/{NODE}/dup").json()["points"]
+    points = client.get(f"/api/v1/history/{NODE}/dup?layer=raw").json()["points"]
     assert [p["value"] for p in points] == [5, 6]
     assert client.get("/api/v1/health").json()["ingest"]["duplicates"] == 2
 
@@ -146,7 +146,7 @@ def test_api_errors_are_problem_json(client: TestClient) -> None:
     invalid = client.post("/api/v1/publish", json={"tag": f"{NODE}/x", "value": [1]})
     assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
     assert client.get("/api/v1/values", params={"filter": "a/#/b"}).json()["code"] == "bad_filter"
-    assert client.get(f"/api/v1/history/{NODE}/x", params={"bucket": "fast"}).status_code in (
+    assert client.get(f"/api/v1/history/{NODE}/x", params={"bucket": "fast", "layer": "raw"}).status_code in (
         404,
         422,
     )
@@ -160,7 +160,7 @@ def test_last_values_survive_a_restart(tmp_path) -> None:  # type: ignore[no-unt
     with TestClient(create_app(Runtime(settings), web=False)) as client:
         tag = _tag(client, f"{NODE}/kept")
         assert tag is not None and tag["value"] == 3.5
-        assert len(client.get(f"/api/v1/history/{NODE}/kept").json()["points"]) == 1
+        assert len(client.get(f"/api/v1/history/{NODE}/kept?layer=raw").json()["points"]) == 1
 
 
 def test_quarantine_overflow_policy_keeps_every_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -186,7 +186,7 @@ def test_quarantine_overflow_policy_keeps_every_message(tmp_path) -> None:  # ty
             "/api/v1/quarantine", params={"reason": "queue_overflow", "limit": 1}
         ).json()
         assert page["total"] == ingest["overflowed"]
-        stored = client.get(f"/api/v1/history/{NODE}/burst", params={"limit": 5000}).json()[
+        stored = client.get(f"/api/v1/history/{NODE}/burst", params={"limit": 5000, "layer": "raw"}).json()[
             "points"
         ]
         assert len(stored) == ingest["accepted"]

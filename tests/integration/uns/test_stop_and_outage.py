@@ -18,7 +18,7 @@ TOPIC = f"uns/v1/{NODE}/_value"
 
 
 def _points(client: TestClient, tag: str) -> list[object]:
-    params = {"start": "2000-01-01T00:00:00Z", "limit": 100_000}
+    params = {"start": "2000-01-01T00:00:00Z", "limit": 100_000, "layer": "raw"}
     return client.get(f"/api/v1/history/{NODE}/{tag}", params=params).json().get("points", [])
 
 
@@ -36,7 +36,7 @@ def test_storage_outage_then_stop_then_restart_loses_nothing(tmp_path: Path) -> 
             lambda: (h := client.get("/api/v1/health").json())["status"] == "degraded" and h
         )
         assert health["ingest"]["write_errors"] > 0
-        assert client.get(f"/api/v1/history/{NODE}/t").status_code == 503
+        assert client.get(f"/api/v1/history/{NODE}/t?layer=raw").status_code == 503
         started = time.monotonic()
     assert time.monotonic() - started < 30, "stop must not hang while storage is down"
     with TestClient(create_app(Runtime(settings), web=False)) as client:
@@ -73,10 +73,10 @@ def test_a_stop_mid_stream_stores_every_message_once(
 
 def test_tags_the_registry_lost_are_recovered_from_the_historian(tmp_path: Path) -> None:
     from werk.core.clock import now_ns
-    from werk.historian import DuckDBRawStore, RawColumns
+    from werk.historian import DuckDBStore, RawColumns
 
     settings = make_settings(tmp_path / "data")
-    store = DuckDBRawStore(settings.historian_file)
+    store = DuckDBStore(settings.historian_file)
     store.open()
     rows = RawColumns()
     rows.append(f"{NODE}/lost", now_ns(), now_ns(), True, 0, 77)

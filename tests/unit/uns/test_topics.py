@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from werk.core.errors import TopicError
+from werk.core.filters import matches
 from werk.uns.topics import (
     MAX_ASSET_LEVELS,
     MAX_SEGMENT_CHARS,
@@ -16,7 +17,6 @@ from werk.uns.topics import (
     Node,
     UnsTopic,
     check_filter,
-    matches,
     parse_tag_path,
     parse_topic,
     value_topic,

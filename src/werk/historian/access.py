@@ -1,0 +1,36 @@
+"""Per-layer access: every history read names its layer, and a gate may refuse it.
+
+Until identity and access management is configured every caller may read every layer;
+IAM installs its gate as `app.state.layer_gate`, a callable given the request and the
+permission a read needs (`history:read:<layer>`), answering whether it is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from fastapi import Request
+
+from werk.core.errors import Forbidden
+from werk.historian.layers import Layer
+
+LayerGate = Callable[[Request, str], bool]
+
+PERMISSIONS: Final = {layer: f"history:read:{layer.value}" for layer in Layer}
+
+
+def permission(layer: Layer) -> str:
+    """The permission a read of `layer` needs."""
+    return PERMISSIONS[layer]
+
+
+def check_layer(request: Request, layer: Layer) -> None:
+    """Refuse the read when the installed gate does not allow the layer."""
+    gate: LayerGate | None = getattr(request.app.state, "layer_gate", None)
+    if gate is not None and not gate(request, permission(layer)):
+        raise Forbidden(
+            f"reading the {layer.value} layer needs the permission {permission(layer)!r}",
+            code="layer_forbidden",
+            layer=layer.value,
+        )
