@@ -82,13 +82,17 @@ class PostgresServer:
         self._numbers = itertools.count(1)
 
     def __enter__(self) -> PostgresServer:
-        self._init()
-        self.start()
+        try:
+            self._init()
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_exc: object) -> None:
         try:
-            self.stop()
+            self.stop(mode="immediate")  # throwaway data: no shutdown checkpoint needed
         finally:
             if self._as_root:
                 shutil.rmtree(self.root, ignore_errors=True)
@@ -97,10 +101,10 @@ class PostgresServer:
         """Start the server and wait until it accepts connections."""
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
 
-    def stop(self) -> None:
-        """Stop the server (fast: open sessions are cut) and wait until it is gone."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (open sessions are cut) and wait until it is gone."""
         if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def new_database(self) -> str:
         """Create a fresh empty database; return its URL."""
@@ -120,7 +124,10 @@ class PostgresServer:
     def _init(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self._as_root:
-            user = pwd.getpwnam("postgres")
+            try:
+                user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("PostgreSQL does not run as root: add a postgres user") from None
             os.chown(self.root, user.pw_uid, user.pw_gid)
         self._run(
             "initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",

@@ -18,6 +18,7 @@ from werk.historian.backends import describe, store_for
 from werk.historian.lifecycle_worker import RetentionWorker
 from werk.historian.quality_service import QualityService
 from werk.historian.refiner import Refiner
+from werk.sources.runner import SourceRunner, build_sources
 from werk.sparkplug.client import HostClient
 from werk.sparkplug.service import SparkplugService
 from werk.uns.broker import BrokerAddress, EmbeddedBroker, parse_broker_url, reachable
@@ -48,6 +49,7 @@ class Runtime:
     retention: RetentionWorker | None = None
     quality: QualityService | None = None
     refiner: Refiner | None = None
+    sources: SourceRunner | None = None
     _stack: list[Any] = field(default_factory=list)
     _started: bool = False
 
@@ -122,6 +124,12 @@ class Runtime:
         self.retention = RetentionWorker.from_settings(self.settings, self.store)
         self._stack.append(self.retention.stop)
         self.retention.start()
+        assert self.sessions is not None
+        self.sources = build_sources(
+            sources_file=s.sources_file, store=self.store, sessions=self.sessions
+        )
+        self._stack.append(self.sources.stop)
+        self.sources.start()
 
     def _tag_unit(self, path: str) -> str | None:
         """The unit a tag's publisher declares, as the namespace registry knows it."""

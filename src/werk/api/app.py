@@ -15,6 +15,7 @@ from werk.historian.data_router import router as data_router
 from werk.historian.quality_router import router as quality_router
 from werk.historian.router import router as historian_router
 from werk.runtime import Runtime
+from werk.sources.router import router as sources_router
 from werk.sparkplug.router import router as sparkplug_router
 from werk.uns.router import router as uns_router
 
@@ -42,6 +43,7 @@ def create_app(
             runtime.publisher,
         )
         state.retention, state.quality = runtime.retention, runtime.quality
+        state.sources = runtime.sources
         if on_ready is not None:
             on_ready()
         try:
@@ -66,6 +68,7 @@ def create_app(
     app.include_router(business_router, prefix=API_PREFIX)
     app.include_router(data_router, prefix=API_PREFIX)
     app.include_router(quality_router, prefix=API_PREFIX)
+    app.include_router(sources_router, prefix=API_PREFIX)
     app.include_router(sparkplug_router, prefix=API_PREFIX)
     if web:
         from werk.web import mount

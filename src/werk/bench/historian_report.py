@@ -183,6 +183,11 @@ def render_historian(result: HistorianBenchResult, console: Console) -> None:
     if result.backends:
         console.print(_load_table(result))
         console.print(_query_table(result))
+        if any(b.refine is not None and b.refine.first_day for b in result.backends):
+            console.print(
+                "business layer: rollups exist for the refined days only; (b) picks its day "
+                "among them, (c) still asks for the whole span"
+            )
         console.print(_size_table(result))
     targets = result.targets()
     if targets:

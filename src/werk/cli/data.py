@@ -85,7 +85,7 @@ def export_command(
         with _bar(f"export {table.value}") as progress:
             report = export(store, table, start_ns, end_ns, file, names=selected, progress=progress)
     console.print(
-        f"exported {report.rows:,} {table.value} rows to {file} ({report.bytes / 1e6:.1f} MB) "
+        f"exported {report.rows:,} {table.value} rows to {file} ({_size(report.bytes)}) "
         f"in {report.seconds:.1f} s, {report.rows_per_s:,.0f} rows/s",
         highlight=False,
     )
@@ -128,10 +128,10 @@ def retention_command(
     from werk.historian.lifecycle_worker import RetentionWorker
 
     settings = _settings(data_dir)
-    console.print(rules_table(settings))
     if not settings.retention:
         console.print("no retention rules: every row is kept (see docs/data-lifecycle.md)")
         return
+    console.print(rules_table(settings))
     with open_local_store(settings, must_exist=True) as store:
         worker = RetentionWorker.from_settings(settings, store)
         if not apply_now:
@@ -217,6 +217,13 @@ def _names(
     if not found:
         raise NotFound(f"the {table.value} table has no names in {subtree!r}", code="no_names")
     return found
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
 
 
 def _settings(data_dir: Path | None) -> Settings:

@@ -22,7 +22,7 @@ def one_line_errors(func: _F) -> _F:
         try:
             return func(*args, **kwargs)
         except WerkError as exc:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

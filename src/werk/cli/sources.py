@@ -61,7 +61,7 @@ def run_command(
     api: ApiOpt = None,
 ) -> None:
     """Run a source now and show what it read, stored and rejected."""
-    run = _await_run(api_url(api), name, time.monotonic() + wait)
+    run = _await_run(api_url(api), name, wait)
     if run is None or run["status"] == "running":
         console.print(f"{name}: not finished after {wait:g} s; see `werk sources list`")
         return
@@ -70,9 +70,10 @@ def run_command(
         raise typer.Exit(1)
 
 
-def _await_run(base: str, name: str, deadline: float) -> dict[str, Any] | None:
+def _await_run(base: str, name: str, wait: float) -> dict[str, Any] | None:
     """Request the run (asking again while it is queued), then poll it until it ends."""
-    path = f"/sources/{name}/run?wait_s={_WAIT_S:g}"
+    deadline = time.monotonic() + wait
+    path = f"/sources/{name}/run?wait_s={min(wait, _WAIT_S):g}"
     requested = api_post(base, path, {})
     while requested["status"] == "queued" and time.monotonic() < deadline:
         requested = api_post(base, path, {})  # the same queued request, not a second run

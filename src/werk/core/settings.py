@@ -130,6 +130,10 @@ class Settings(BaseSettings):
         default_factory=list, description="retention and compaction per table and subtree"
     )
     retention_interval_s: Annotated[float, Field(gt=0)] = 3600.0
+    sources_file: Path | None = Field(
+        default=None,
+        description="TOML file of business data sources and dataset contracts (see docs)",
+    )
     quality_rules_file: Path | None = Field(
         default=None, description="TOML file of quality rules loaded at start (see docs)"
     )

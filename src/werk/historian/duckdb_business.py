@@ -10,7 +10,14 @@ import duckdb
 import pyarrow as pa
 
 from werk.core.errors import ValidationFailed
-from werk.historian.duckdb_schema import ceil_us, checked_rows, micros, registered, us_array
+from werk.historian.duckdb_schema import (
+    ceil_us,
+    checked_rows,
+    micros,
+    registered,
+    scalar,
+    us_array,
+)
 from werk.historian.layers import Kpi, Layer, LineageRef, Record
 
 _STAGE_KPIS: Final = """
@@ -74,9 +81,9 @@ def write_kpis(cur: duckdb.DuckDBPyConnection, kpis: Sequence[Kpi]) -> int:
         cur.execute(_STAGE_KPIS)
     for statement in _REPLACE_KPIS:
         cur.execute(statement)
-    row = cur.execute("SELECT count(*) FROM incoming_kpis").fetchone()
+    stored = scalar(cur, "SELECT count(*) FROM incoming_kpis", [])
     cur.execute("DROP TABLE incoming_kpis")
-    return int(row[0]) if row is not None else 0
+    return stored
 
 
 def kpis(cur: duckdb.DuckDBPyConnection, name: str, span: tuple[int, int], limit: int) -> list[Kpi]:
@@ -126,8 +133,7 @@ def write_records(cur: duckdb.DuckDBPyConnection, records: Sequence[Record]) -> 
             }
         )
     with registered(cur, "staged_records", staged):
-        row = cur.execute(_NEW_RECORDS).fetchone()
-    return int(row[0]) if row is not None else 0
+        return scalar(cur, _NEW_RECORDS, [])
 
 
 def payload_json(record: Record) -> str:

@@ -11,7 +11,7 @@ import pyarrow as pa
 from werk.core.errors import ValidationFailed
 from werk.historian.duckdb_raw import add_batch, assign_seqs
 from werk.historian.duckdb_refine import LATEST_PROCESSED
-from werk.historian.duckdb_schema import US, State, ceil_us, query, registered
+from werk.historian.duckdb_schema import US, State, ceil_us, query, registered, scalar
 from werk.historian.layers import SCHEMAS, Table
 
 _SCAN: Final = {
@@ -154,8 +154,7 @@ def scan(
 
 def estimate(cur: duckdb.DuckDBPyConnection, table: Table, span: tuple[int, int]) -> int:
     """Rows a scan of the range would yield."""
-    row = cur.execute(_ESTIMATE[table], [ceil_us(span[0]), ceil_us(span[1])]).fetchone()
-    return int(row[0]) if row is not None else 0
+    return scalar(cur, _ESTIMATE[table], [ceil_us(span[0]), ceil_us(span[1])])
 
 
 def check_schema(table: Table, data: pa.Table) -> None:
@@ -184,15 +183,13 @@ def load(cur: duckdb.DuckDBPyConnection, state: State, table: Table, data: pa.Ta
     staged = _staged(state, table, data)
     with registered(cur, "staged", staged):
         if table in _LOAD_OTHER:
-            row = cur.execute(_LOAD_OTHER[table]).fetchone()
-            return int(row[0]) if row is not None else 0
+            return scalar(cur, _LOAD_OTHER[table], [])
         cur.execute(_LOADING[table])
     return _store_loaded(cur, state, table)
 
 
 def _store_loaded(cur: duckdb.DuckDBPyConnection, state: State, table: Table) -> int:
-    row = cur.execute("SELECT count(*) FROM loading").fetchone()
-    added = int(row[0]) if row is not None else 0
+    added = scalar(cur, "SELECT count(*) FROM loading", [])
     if added:
         first = state.next_seq
         end = assign_seqs(cur, state, "loading", reuse=table is Table.PROCESSED)

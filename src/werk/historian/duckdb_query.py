@@ -8,7 +8,7 @@ import duckdb
 
 from werk.core.clock import NS_PER_S
 from werk.core.errors import ValidationFailed
-from werk.historian.duckdb_schema import State, ceil_us
+from werk.historian.duckdb_schema import State, ceil_us, first_row, scalar
 from werk.historian.layers import ROLLUP_WIDTHS_S, Layer
 from werk.historian.models import Bucket, Point, TagLast
 
@@ -184,7 +184,7 @@ def neighbour(
 ) -> Point | None:
     """The processed sample nearest to `ts_ns` strictly before (or after) it."""
     tag_id = state.ids.get(tag)
-    row = None if tag_id is None else cur.execute(_NEWEST, [tag_id]).fetchone()
+    row = None if tag_id is None else first_row(cur, _NEWEST, [tag_id])
     if tag_id is None or row is None:
         return None
     newest = int(row[0])
@@ -194,7 +194,7 @@ def neighbour(
         return None
     for span in (*_NEIGHBOUR_SPANS_US, None):
         far = (0 if before else newest) if span is None else _far(origin, span, before)
-        found = cur.execute(_NEIGHBOUR[before], [tag_id, origin, far]).fetchone()
+        found = first_row(cur, _NEIGHBOUR[before], [tag_id, origin, far])
         if found is not None:
             return point(found, tag in state.boolean)
     return None
@@ -218,8 +218,7 @@ def recent_message_ids(cur: duckdb.DuckDBPyConnection, since_ingest_ns: int) -> 
 
 def count(cur: duckdb.DuckDBPyConnection, layer: Layer) -> int:
     """Stored samples of a layer (rollup rows for the business layer)."""
-    row = cur.execute(_COUNT[layer]).fetchone()
-    return int(row[0]) if row is not None else 0
+    return scalar(cur, _COUNT[layer], [])
 
 
 def _sample_layer(layer: Layer) -> Layer:

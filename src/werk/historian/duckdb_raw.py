@@ -13,6 +13,7 @@ from werk.core.errors import ValidationFailed
 from werk.historian.duckdb_schema import (
     State,
     checked_rows,
+    int64s,
     micros,
     query,
     registered,
@@ -34,11 +35,7 @@ _RAW_SCHEMA: Final = pa.schema(
 )
 
 _LATEST_RAW: Final = """
-    INSERT INTO latest_raw
-    SELECT tag_id, s.ts, s.value, s.text, s.quality, s.msg_id, s.ingest_ts FROM (
-        SELECT r.tag_id, arg_max({'ts': r.ts, 'value': r.value, 'text': r.text,
-            'quality': r.quality, 'msg_id': m.msg_id, 'ingest_ts': m.ingest_ts}, r.ts) AS s
-        FROM incoming_raw r JOIN incoming_messages m USING (msg_seq) GROUP BY r.tag_id)
+    INSERT INTO latest_raw SELECT * FROM incoming_latest
     ON CONFLICT (tag_id) DO UPDATE SET ts = excluded.ts, value = excluded.value,
         text = excluded.text, quality = excluded.quality, msg_id = excluded.msg_id,
         ingest_ts = excluded.ingest_ts
@@ -71,17 +68,48 @@ _EXISTING: Final = """
 def write(cur: duckdb.DuckDBPyConnection, state: State, rows: RawColumns) -> int:
     """Append rows as the next write batch (inside the caller's transaction)."""
     _check_lengths(rows)
-    state.register(cur, rows.tag, rows.boolean_tags)
+    tag_ids = _tag_ids(cur, state, rows)
     with checked_rows("raw rows"):
-        messages, seqs = _messages(rows, state.next_seq)
-        raw = _raw_table(state, rows, seqs)
+        ids, ingest, stamps = int64s(rows.msg_id), micros(rows.ingest_ns), micros(rows.ts_ns)
+        messages, seqs = _messages(ids, ingest, state.next_seq)
+        raw = _raw_table(rows, tag_ids, stamps, seqs)
+        newest = newest_rows(tag_ids.to_numpy(), stamps)
+        latest = raw.take(newest).drop_columns(["msg_seq"])
+        latest = latest.append_column("msg_id", pa.array(ids[newest]))
+        latest = latest.append_column("ingest_ts", us_array(ingest[newest]))
     first, end = state.next_seq, state.next_seq + messages.num_rows
-    with registered(cur, "incoming_messages", messages), registered(cur, "incoming_raw", raw):
+    with (
+        registered(cur, "incoming_messages", messages),
+        registered(cur, "incoming_raw", raw),
+        registered(cur, "incoming_latest", latest),
+    ):
         cur.execute("INSERT INTO messages SELECT * FROM incoming_messages")
         cur.execute("INSERT INTO raw SELECT * FROM incoming_raw")
         cur.execute(_LATEST_RAW)
     add_batch(cur, state, first, end, len(rows))
     return len(rows)
+
+
+def _tag_ids(cur: duckdb.DuckDBPyConnection, state: State, rows: RawColumns) -> pa.Array:
+    """The rows' tag ids, registering unknown tags (and newly boolean ones) on the way."""
+    if not rows.boolean_tags <= state.boolean:
+        state.register(cur, rows.tag, rows.boolean_tags)
+    try:
+        return pa.array(list(map(state.ids.__getitem__, rows.tag)), pa.int32())
+    except KeyError:
+        state.register(cur, rows.tag, rows.boolean_tags)
+        return pa.array(list(map(state.ids.__getitem__, rows.tag)), pa.int32())
+
+
+def newest_rows(
+    tag_ids: npt.NDArray[np.int32], stamps: npt.NDArray[np.int64]
+) -> npt.NDArray[np.intp]:
+    """Index of the newest row of each tag; of rows equally new, the last one."""
+    best = np.full(int(tag_ids.max()) + 1, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(best, tag_ids, stamps)
+    newest = np.flatnonzero(stamps == best[tag_ids])[::-1]
+    _, first = np.unique(tag_ids[newest], return_index=True)
+    return newest[first]
 
 
 def add_batch(
@@ -100,14 +128,14 @@ def _check_lengths(rows: RawColumns) -> None:
         raise ValidationFailed("raw columns differ in length", code="bad_rows")
 
 
-def _messages(rows: RawColumns, first_seq: int) -> tuple[pa.Table, npt.NDArray[np.int64]]:
+def _messages(
+    ids: npt.NDArray[np.int64], ingest: npt.NDArray[np.int64], first_seq: int
+) -> tuple[pa.Table, npt.NDArray[np.int64]]:
     """The batch's messages, numbered from `first_seq`, and each row's message number.
 
     Rows of one message usually sit together, so the work is per run of equal
     (msg_id, ingest) pairs; a message split over several runs keeps one number.
     """
-    ids = np.asarray(rows.msg_id, dtype=np.int64)
-    ingest = micros(rows.ingest_ns)
     run_start = np.empty(len(ids), dtype=np.bool_)
     run_start[0] = True
     np.not_equal(ids[1:], ids[:-1], out=run_start[1:])
@@ -129,19 +157,27 @@ def _messages(rows: RawColumns, first_seq: int) -> tuple[pa.Table, npt.NDArray[n
     return table, seqs
 
 
-def _raw_table(state: State, rows: RawColumns, seqs: npt.NDArray[np.int64]) -> pa.Table:
+def _raw_table(
+    rows: RawColumns,
+    tag_ids: pa.Array,
+    stamps: npt.NDArray[np.int64],
+    seqs: npt.NDArray[np.int64],
+) -> pa.Table:
     count = len(rows)
     text = (
         pa.nulls(count, pa.string())
         if rows.text.count(None) == count
         else pa.array(rows.text, pa.string())
     )
+    quality = rows.quality
     arrays = [
-        pa.array(list(map(state.ids.__getitem__, rows.tag)), pa.int32()),
-        us_array(micros(rows.ts_ns)),
+        tag_ids,
+        us_array(stamps),
         pa.array(rows.value, pa.float64()),
         text,
-        pa.array(np.asarray(rows.quality, dtype=np.uint8)),
+        pa.array(np.full(count, quality[0], dtype=np.uint8))
+        if quality.count(quality[0]) == count
+        else pa.array(np.asarray(quality, dtype=np.uint8)),
         pa.array(seqs, pa.int64()),
     ]
     return pa.Table.from_arrays(arrays, schema=_RAW_SCHEMA)

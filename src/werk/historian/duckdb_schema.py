@@ -112,8 +112,7 @@ def create(cur: duckdb.DuckDBPyConnection) -> None:
 def _has_v1_raw(cur: duckdb.DuckDBPyConnection) -> bool:
     sql = """SELECT count(*) FROM information_schema.columns
              WHERE table_name = 'raw' AND column_name = 'msg_id'"""
-    row = cur.execute(sql).fetchone()
-    return row is not None and row[0] > 0
+    return scalar(cur, sql, []) > 0
 
 
 def rollback(cur: duckdb.DuckDBPyConnection) -> None:
@@ -144,15 +143,14 @@ class State:
         rows = cur.execute("SELECT path, tag_id, boolean FROM tags").fetchall()
         self.ids = {path: tag_id for path, tag_id, _ in rows}
         self.boolean = {path for path, _, boolean in rows if boolean}
-        self.next_seq = _scalar(
+        self.next_seq = scalar(
             cur,
             """SELECT greatest((SELECT max(end_seq) FROM batches),
                                (SELECT max(msg_seq) + 1 FROM messages), 0)""",
+            [],
         )
-        self.last_batch = _scalar(cur, "SELECT coalesce(max(batch), 0) FROM batches")
-        self.refined = _scalar(
-            cur, "SELECT coalesce(max(value), 0) FROM meta WHERE key = 'refined_through'"
-        )
+        self.last_batch = scalar(cur, "SELECT max(batch) FROM batches", [])
+        self.refined = scalar(cur, "SELECT value FROM meta WHERE key = 'refined_through'", [])
 
     def begin(self) -> None:
         """Remember the counters so a failed transaction can restore them."""
@@ -249,14 +247,20 @@ def checked_rows(what: str) -> Iterator[None]:
         raise ValidationFailed(f"{what} do not fit the historian: {exc}", code="bad_rows") from exc
 
 
-def _scalar(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = cur.execute(sql).fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else 0
+def first_row(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """The first row of a result, read to its end.
+
+    A result left unread keeps its transaction open, which keeps checkpoints from running.
+    """
+    rows = cur.execute(sql, params).fetchall()
+    return rows[0] if rows else None
 
 
 def scalar(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any]) -> int:
-    """The first column of the first row as an int (0 when NULL)."""
-    row = cur.execute(sql, params).fetchone()
+    """The first column of the first row as an int (0 when NULL or no row)."""
+    row = first_row(cur, sql, params)
     return int(row[0]) if row is not None and row[0] is not None else 0
 
 
@@ -270,9 +274,14 @@ def query(
     return relation
 
 
+def int64s(values: list[int]) -> npt.NDArray[np.int64]:
+    """Python ints as a 64-bit array (OverflowError for those that do not fit)."""
+    return np.fromiter(values, dtype=np.int64, count=len(values))
+
+
 def micros(stamps_ns: list[int]) -> npt.NDArray[np.int64]:
     """Nanosecond stamps truncated to microseconds."""
-    return np.asarray(stamps_ns, dtype=np.int64) // 1000
+    return int64s(stamps_ns) // 1000
 
 
 def us_array(micros_: npt.NDArray[np.int64]) -> pa.Array:

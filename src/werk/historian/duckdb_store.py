@@ -26,7 +26,14 @@ from werk.historian import (
     duckdb_refine,
     duckdb_schema,
 )
-from werk.historian.duckdb_schema import State, checkpoint, mapped_errors, transaction
+from werk.historian.duckdb_schema import (
+    State,
+    checkpoint,
+    first_row,
+    mapped_errors,
+    scalar,
+    transaction,
+)
 from werk.historian.layers import (
     Kpi,
     Layer,
@@ -67,8 +74,9 @@ class DuckDBStore:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
             conn = duckdb.connect(target)
             try:
-                duckdb_schema.create(conn)
-                self._state.load(conn)
+                with conn.cursor() as setup:
+                    duckdb_schema.create(setup)
+                    self._state.load(setup)
             except BaseException:
                 conn.close()
                 raise
@@ -93,9 +101,8 @@ class DuckDBStore:
             cur = self._writer_cursor()
             checkpoint(cur)
             if self._path is None:
-                row = cur.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
-                return int(row[0]) if row is not None and row[0] is not None else 0
-            row = cur.execute("PRAGMA database_size").fetchone()
+                return scalar(cur, "SELECT sum(memory_usage_bytes) FROM duckdb_memory()", [])
+            row = first_row(cur, "PRAGMA database_size", [])
             used = int(row[2]) * int(row[4]) if row is not None else 0
         wal = self._path.with_name(self._path.name + ".wal")
         return used + (wal.stat().st_size if wal.exists() else 0)

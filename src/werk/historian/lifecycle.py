@@ -161,7 +161,11 @@ def _resolve(rule: RetentionRule, where: str) -> ResolvedRule:
             code="retention_too_short",
             keep=rule.keep,
         )
-    compact_s = None if rule.compact_after is None else _duration(rule.compact_after, where, "")
+    compact_s = (
+        None
+        if rule.compact_after is None
+        else _duration(rule.compact_after, where, "compact_after")
+    )
     if compact_s is not None and compact_s >= keep_s:
         raise ValidationFailed(
             f"{where} compacts after {rule.compact_after} but keeps only {rule.keep}; "
@@ -175,8 +179,7 @@ def _duration(text: str, where: str, what: str) -> float:
     try:
         return parse_duration(text)
     except ValidationFailed as exc:
-        name = what or "compact_after"
-        raise ValidationFailed(f"{where} {name}: {exc.message}", code=exc.code) from exc
+        raise ValidationFailed(f"{where} {what}: {exc.message}", code=exc.code) from exc
 
 
 # -- compaction watermarks -------------------------------------------------------------

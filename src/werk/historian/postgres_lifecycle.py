@@ -45,16 +45,18 @@ class _Spec:
 
 
 _TAGGED: Final = "{s}.{t} r JOIN {s}.tags t USING (tag_id)"
-_BOOLEAN: Final = "coalesce(t.boolean AND r.value IS NOT NULL, false)"
+# the exchange schema's `boolean`: a value of a boolean tag (not its text values)
 _SPECS: Final = {
     Table.RAW: _Spec(
         "raw", "ts", "tag_id",
-        f"t.path, r.ts, r.ingest_ts, r.value, r.text, {_BOOLEAN}, r.quality, r.msg_id",
+        "t.path, r.ts, r.ingest_ts, r.value, r.text, "
+        "coalesce(t.boolean AND r.value IS NOT NULL, false), r.quality, r.msg_id",
         _TAGGED,
     ),
     Table.PROCESSED: _Spec(
         "processed", "ts", "tag_id",
-        f"t.path, r.ts, r.ingest_ts, r.value, r.text, {_BOOLEAN}, r.quality, r.flags, r.msg_id",
+        "t.path, r.ts, r.ingest_ts, r.value, r.text, "
+        "coalesce(t.boolean AND r.value IS NOT NULL, false), r.quality, r.flags, r.msg_id",
         _TAGGED,
     ),
     Table.ROLLUPS: _Spec(
@@ -71,17 +73,24 @@ _SPECS: Final = {
         "r.dataset, r.key, r.ts, r.ingest_ts, r.payload::text, r.msg_id, r.source",
     ),
 }  # fmt: skip
-# Rows equal in every column a user sees are exact duplicates; the first batch stays.
+# Rows equal in every column a user sees are exact duplicates: every copy is deleted and
+# one put back (with the first batch). No row addresses (ctid) are used, so this works on
+# TimescaleDB's compressed chunks as well.
 _DEDUPE: Final = """
-    DELETE FROM {s}.raw WHERE (tableoid, ctid) IN (
-        SELECT tableoid, ctid FROM (
-            SELECT r.tableoid, r.ctid, row_number() OVER (
-                PARTITION BY r.tag_id, r.ts, r.msg_id, r.ingest_ts, r.value, r.text, r.quality
-                ORDER BY r.batch
-            ) AS n
-            FROM {s}.raw r WHERE {where}
-        ) d WHERE n > 1
+    WITH dups AS (
+        SELECT r.tag_id, r.ts, r.msg_id, r.ingest_ts, r.value, r.text, r.quality,
+            min(r.batch) AS batch
+        FROM {s}.raw r WHERE {where}
+        GROUP BY r.tag_id, r.ts, r.msg_id, r.ingest_ts, r.value, r.text, r.quality
+        HAVING count(*) > 1
+    ), gone AS (
+        DELETE FROM {s}.raw r USING dups d
+        WHERE {where} AND r.tag_id = d.tag_id AND r.ts = d.ts AND r.msg_id = d.msg_id
+            AND r.ingest_ts = d.ingest_ts AND r.quality = d.quality
+            AND r.value IS NOT DISTINCT FROM d.value AND r.text IS NOT DISTINCT FROM d.text
     )
+    INSERT INTO {s}.raw (tag_id, ts, ingest_ts, value, text, quality, msg_id, batch)
+    SELECT tag_id, ts, ingest_ts, value, text, quality, msg_id, batch FROM dups
 """
 _CHILD_INDEX: Final = """
     SELECT c.relname FROM pg_inherits h
@@ -108,28 +117,29 @@ def size_bytes(cur: psycopg.Cursor[Any], layout: Layout) -> int:
 
 def _where(
     ctx: Context, table: Table, span: tuple[int | None, int], names: Sequence[str] | None
-) -> tuple[str, dict[str, Any]] | None:
+) -> tuple[sql.Composed, dict[str, Any]] | None:
     """The row filter of a range and names; None when none of the names is stored."""
     spec = _SPECS[table]
-    where = f"r.{spec.time} < %(end)s"
+    time, name = sql.Identifier("r", spec.time), sql.Identifier("r", spec.name)
+    conditions = [sql.SQL("{} < %(end)s").format(time)]
     params: dict[str, Any] = {"end": stamp(span[1])}
     if span[0] is not None:
-        where += f" AND r.{spec.time} >= %(start)s"
+        conditions.append(sql.SQL("{} >= %(start)s").format(time))
         params["start"] = stamp(span[0])
     if names is not None:
         keys: list[Any] = ctx.tags.lookup(names) if spec.name == "tag_id" else list(names)
         if not keys:
             return None
-        where += f" AND r.{spec.name} = ANY(%(names)s)"
+        conditions.append(sql.SQL("{} = ANY(%(names)s)").format(name))
         params["names"] = keys
-    return where, params
+    return sql.SQL(" AND ").join(conditions), params
 
 
-def _count(cur: psycopg.Cursor[Any], table: Table, where: str, params: dict[str, Any]) -> int:
-    spec = _SPECS[table]
-    cur.execute(
-        statement(f"SELECT count(*) FROM {{s}}.{{t}} r WHERE {where}", t=spec.table), params
-    )
+def _count(
+    cur: psycopg.Cursor[Any], table: Table, where: sql.Composed, params: dict[str, Any]
+) -> int:
+    template = "SELECT count(*) FROM {s}.{t} r WHERE {where}"
+    cur.execute(statement(template, t=_SPECS[table].table, where=where), params)
     return int(scalar(cur))
 
 
@@ -155,7 +165,8 @@ def delete(ctx: Context, table: Table, before_us: int, names: Sequence[str] | No
         total = _count(cur, table, where, params)
         if spec.table in SAMPLE_TABLES and names is None:
             dropped = _drop_spans(cur, ctx.layout, spec.table, before_us)
-        cur.execute(statement(f"DELETE FROM {{s}}.{{t}} r WHERE {where}", t=spec.table), params)
+        template = "DELETE FROM {s}.{t} r WHERE {where}"
+        cur.execute(statement(template, t=spec.table, where=where), params)
     if dropped:
         ctx.layout.forget(spec.table, dropped)
     return total
@@ -258,9 +269,13 @@ def scan(
         return
     where, params = found
     spec = _SPECS[table]
-    order = f"r.{spec.name}, r.{spec.time}"
     query = statement(
-        f"SELECT {spec.columns} FROM {spec.source} WHERE {where} ORDER BY {order}", t=spec.table
+        "SELECT {columns} FROM {source} WHERE {where} ORDER BY {name}, {time}",
+        columns=spec.columns,
+        source=statement(spec.source, t=spec.table),
+        where=where,
+        name=sql.Identifier("r", spec.name),
+        time=sql.Identifier("r", spec.time),
     )
     with ctx.pool.connection(f"export {table} rows") as conn, conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")

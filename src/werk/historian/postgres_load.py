@@ -165,9 +165,9 @@ def load(ctx: Context, table: Table, data: pa.Table) -> int:
         stage(cur, table.value, _OTHER_COPY[table], data)
         cur.execute(
             statement(
-                "INSERT INTO {s}.{t} SELECT * FROM pg_temp.{staged} ON CONFLICT ({key}) DO NOTHING",
+                "INSERT INTO {s}.{t} SELECT * FROM {staged} ON CONFLICT ({key}) DO NOTHING",
                 t=table.value,
-                staged=f"load_{table.value}",
+                staged=sql.Identifier("pg_temp", f"load_{table.value}"),
                 key=_KEYS[table],
             )
         )
@@ -194,7 +194,7 @@ def _load_samples(ctx: Context, table: Table, data: pa.Table) -> int:
     ts_us = data["ts"].cast(pa.int64()).to_numpy()
     ctx.layout.ensure(ctx.pool, table.value, spans(ts_us))
     booleans = set(pc.filter(data["tag"], pc.fill_null(data["boolean"], False)).to_pylist())
-    with ctx.pool.transaction(f"load {table} rows") as cur:
+    with ctx.layout.guard(table.value), ctx.pool.transaction(f"load {table} rows") as cur:
         cur.execute("SET LOCAL statement_timeout = 0")
         ids, registered = ctx.tags.resolve(cur, data["tag"].to_pylist(), booleans)
         rows = _with_tag_ids(data, ids)

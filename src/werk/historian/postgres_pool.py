@@ -17,6 +17,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+import psycopg.errors
 from psycopg.adapt import Buffer, Loader
 from psycopg.pq import Format
 
@@ -189,10 +190,16 @@ def mapped_errors(action: str, url: str) -> Iterator[None]:
     """Turn psycopg errors into werk errors whose text never shows the password."""
     try:
         yield
-    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+    except (psycopg.DataError, psycopg.errors.NotNullViolation) as exc:
         raise ValidationFailed(
             f"could not {action}: PostgreSQL refused a value: {_scrubbed(exc, url)}",
             code="unstorable_value",
+            action=action,
+        ) from exc
+    except psycopg.errors.CheckViolation as exc:  # a partition dropped by another process
+        raise StorageUnavailable(
+            f"could not {action} ({describe(url)}): {_scrubbed(exc, url)}",
+            code="partition_missing",
             action=action,
         ) from exc
     except psycopg.Error as exc:

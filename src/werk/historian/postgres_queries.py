@@ -20,11 +20,20 @@ from werk.historian.postgres_schema import statement
 
 Span = tuple[int, int]  # [start, end) in Unix microseconds
 
-_POINT: Final = "r.ts, r.ingest_ts, r.value, r.text, r.quality, r.msg_id, {flags}"
-_FLAGS: Final = {"raw": "0", "processed": "r.flags"}
-_POINTS: Final = f"""
-    SELECT {_POINT} FROM {{s}}.{{t}} r
-    WHERE r.tag_id = %s AND r.ts >= %s AND r.ts < %s ORDER BY r.ts {{order}} LIMIT %s
+_POINT: Final = {
+    "raw": "r.ts, r.ingest_ts, r.value, r.text, r.quality, r.msg_id, 0",
+    "processed": "r.ts, r.ingest_ts, r.value, r.text, r.quality, r.msg_id, r.flags",
+}
+# Raw samples of one tag and time (from different messages) keep the order they came in.
+_ORDER: Final = {
+    ("raw", "ASC"): "r.ts ASC, r.batch ASC",
+    ("raw", "DESC"): "r.ts DESC, r.batch DESC",
+    ("processed", "ASC"): "r.ts ASC",
+    ("processed", "DESC"): "r.ts DESC",
+}
+_POINTS: Final = """
+    SELECT {point} FROM {s}.{t} r
+    WHERE r.tag_id = %s AND r.ts >= %s AND r.ts < %s ORDER BY {order} LIMIT %s
 """
 _BUCKETS: Final = """
     SELECT b, count(*), min(value), max(value), avg(value),
@@ -39,15 +48,18 @@ _BUCKETS: Final = """
     GROUP BY b ORDER BY b
 """
 # Range partitions are scanned newest first and the scan stops at the first sample found.
-_LAST: Final = f"""
+_LAST: Final = """
     SELECT k.tag_id, l.* FROM unnest(%s::integer[]) AS k(tag_id) CROSS JOIN LATERAL (
-        SELECT {_POINT} FROM {{s}}.{{t}} r
-        WHERE r.tag_id = k.tag_id ORDER BY r.ts DESC LIMIT 1
+        SELECT {point} FROM {s}.{t} r WHERE r.tag_id = k.tag_id ORDER BY {order} LIMIT 1
     ) l
 """
-_NEIGHBOUR: Final = f"""
-    SELECT {_POINT} FROM {{s}}.processed r
-    WHERE r.tag_id = %s AND r.ts {{op}} %s ORDER BY r.ts {{order}} LIMIT 1
+_BEFORE: Final = """
+    SELECT {point} FROM {s}.processed r
+    WHERE r.tag_id = %s AND r.ts < %s ORDER BY r.ts DESC LIMIT 1
+"""
+_AFTER: Final = """
+    SELECT {point} FROM {s}.processed r
+    WHERE r.tag_id = %s AND r.ts >= %s ORDER BY r.ts ASC LIMIT 1
 """
 _EXISTING: Final = """
     SELECT DISTINCT w.tag_id, w.ts FROM unnest(%s::integer[], %s::timestamptz[]) AS w(tag_id, ts)
@@ -62,9 +74,9 @@ _RECENT: Final = """
     SELECT DISTINCT r.msg_id FROM {s}.raw r, b
     WHERE r.batch >= b.low AND r.ts >= b.since AND r.ts <= b.until AND r.ingest_ts >= %(ingest)s
 """
-_MESSAGE: Final = f"""
-    SELECT t.path, {_POINT.format(flags="0")} FROM {{s}}.raw r JOIN {{s}}.tags t USING (tag_id)
-    WHERE r.msg_id = %s ORDER BY t.path COLLATE "C", r.ts
+_MESSAGE: Final = """
+    SELECT t.path, {point} FROM {s}.raw r JOIN {s}.tags t USING (tag_id)
+    WHERE r.msg_id = %s ORDER BY t.path COLLATE "C", r.ts, r.batch
 """
 # Whole batches after the mark, as many as it takes to reach about `max_rows` rows.
 _BATCHES: Final = """
@@ -93,15 +105,15 @@ _RECORD_INSERT: Final = """
     ON CONFLICT (dataset, key, ts, msg_id) DO NOTHING
 """
 _RECORD_COLUMNS: Final = "dataset, key, ts, ingest_ts, payload, msg_id, source"
-_RECORDS: Final = f"""
-    SELECT {_RECORD_COLUMNS} FROM {{s}}.records
-    WHERE dataset = %(dataset)s AND ts >= %(start)s AND ts < %(end)s {{key}}
+_RECORDS: Final = """
+    SELECT {columns} FROM {s}.records
+    WHERE dataset = %(dataset)s AND ts >= %(start)s AND ts < %(end)s {key}
     ORDER BY ts, key COLLATE "C", ingest_ts, msg_id LIMIT %(limit)s
 """
-_LATEST_RECORDS: Final = f"""
-    SELECT {_RECORD_COLUMNS} FROM (
-        SELECT DISTINCT ON (key) {_RECORD_COLUMNS} FROM {{s}}.records
-        WHERE dataset = %(dataset)s AND ts >= %(start)s AND ts < %(end)s {{key}}
+_LATEST_RECORDS: Final = """
+    SELECT {columns} FROM (
+        SELECT DISTINCT ON (key) {columns} FROM {s}.records
+        WHERE dataset = %(dataset)s AND ts >= %(start)s AND ts < %(end)s {key}
         ORDER BY key, ts DESC, ingest_ts DESC, msg_id DESC
     ) latest
     ORDER BY ts, key COLLATE "C" LIMIT %(limit)s
@@ -119,8 +131,8 @@ def points(
     cur: psycopg.Cursor[Any], name: str, tag_id: int, span: Span, limit: int, newest: bool
 ) -> list[tuple[Any, ...]]:
     """Rows of one tag in a span, oldest first, the newest `limit` ones with `newest`."""
-    order = "DESC" if newest else "ASC"
-    query = statement(_POINTS, t=name, flags=_FLAGS[name], order=order)
+    order = _ORDER[name, "DESC" if newest else "ASC"]
+    query = statement(_POINTS, t=name, point=_POINT[name], order=order)
     cur.execute(query, [tag_id, stamp(span[0]), stamp(span[1]), limit])
     rows = cur.fetchall()
     return rows[::-1] if newest else rows
@@ -138,7 +150,8 @@ def buckets(
 
 def last(cur: psycopg.Cursor[Any], name: str, tag_ids: list[int]) -> dict[int, tuple[Any, ...]]:
     """The newest row of each tag that has one, by tag id."""
-    cur.execute(statement(_LAST, t=name, flags=_FLAGS[name]), [tag_ids])
+    query = statement(_LAST, t=name, point=_POINT[name], order=_ORDER[name, "DESC"])
+    cur.execute(query, [tag_ids])
     return {row[0]: row[1:] for row in cur.fetchall()}
 
 
@@ -146,8 +159,7 @@ def neighbour(
     cur: psycopg.Cursor[Any], tag_id: int, ts_us: int, before: bool
 ) -> tuple[Any, ...] | None:
     """The processed row just before `ts_us`, or the first at or after it."""
-    op, order = ("<", "DESC") if before else (">=", "ASC")
-    query = statement(_NEIGHBOUR, flags="r.flags", op=op, order=order)
+    query = statement(_BEFORE if before else _AFTER, point=_POINT["processed"])
     cur.execute(query, [tag_id, stamp(ts_us)])
     return cur.fetchone()
 
@@ -169,7 +181,7 @@ def recent_message_ids(cur: psycopg.Cursor[Any], since_us: int) -> set[int]:
 
 def message_points(cur: psycopg.Cursor[Any], msg_id: int) -> list[tuple[Any, ...]]:
     """Rows of one message: tag path then the point columns."""
-    cur.execute(statement(_MESSAGE), [msg_id])
+    cur.execute(statement(_MESSAGE, point=_POINT["raw"]), [msg_id])
     return cur.fetchall()
 
 
@@ -261,7 +273,7 @@ def records(
         "dataset": dataset, "start": stamp(span[0]), "end": stamp(span[1]),
         "key": key, "limit": limit,
     }  # fmt: skip
-    cur.execute(statement(template, key=only_key), params)
+    cur.execute(statement(template, columns=_RECORD_COLUMNS, key=only_key), params)
     return [
         Record(ds, k, ts * 1000, ingest * 1000, payload, msg_id, source)
         for ds, k, ts, ingest, payload, msg_id, source in cur.fetchall()

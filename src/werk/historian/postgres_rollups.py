@@ -19,19 +19,21 @@ from werk.historian.postgres_pool import stamp
 from werk.historian.postgres_schema import statement
 
 _NAN: Final = float("nan")
-_OK: Final = "p.quality <> 2"
-_FROM_PROCESSED: Final = f"""
-    SELECT count(*) FILTER (WHERE {_OK}) AS count,
-        min(p.value) FILTER (WHERE {_OK}) AS min,
-        max(p.value) FILTER (WHERE {_OK}) AS max,
-        coalesce(sum(p.value) FILTER (WHERE {_OK}), 0) AS sum,
-        (min(ARRAY[extract(epoch FROM p.ts)::float8, p.value]) FILTER (WHERE {_OK}))[2] AS first,
-        (max(ARRAY[extract(epoch FROM p.ts)::float8, p.value]) FILTER (WHERE {_OK}))[2] AS last,
-        min(p.ts) FILTER (WHERE {_OK}) AS first_ts,
-        max(p.ts) FILTER (WHERE {_OK}) AS last_ts,
-        count(*) FILTER (WHERE {_OK} AND p.flags <> 0) AS flagged,
+# Samples of bad quality (2) are left out of the aggregates and counted apart.
+_FROM_PROCESSED: Final = """
+    SELECT count(*) FILTER (WHERE p.quality <> 2) AS count,
+        min(p.value) FILTER (WHERE p.quality <> 2) AS min,
+        max(p.value) FILTER (WHERE p.quality <> 2) AS max,
+        coalesce(sum(p.value) FILTER (WHERE p.quality <> 2), 0) AS sum,
+        (min(ARRAY[extract(epoch FROM p.ts)::float8, p.value])
+            FILTER (WHERE p.quality <> 2))[2] AS first,
+        (max(ARRAY[extract(epoch FROM p.ts)::float8, p.value])
+            FILTER (WHERE p.quality <> 2))[2] AS last,
+        min(p.ts) FILTER (WHERE p.quality <> 2) AS first_ts,
+        max(p.ts) FILTER (WHERE p.quality <> 2) AS last_ts,
+        count(*) FILTER (WHERE p.quality <> 2 AND p.flags <> 0) AS flagged,
         count(*) FILTER (WHERE p.quality = 2) AS bad
-    FROM {{s}}.processed p
+    FROM {s}.processed p
     WHERE p.tag_id = k.tag_id AND p.value IS NOT NULL
         AND p.ts >= k.start AND p.ts < k.start + %(width)s * interval '1 second'
 """
@@ -54,11 +56,11 @@ _RECOMPUTE: Final = """
     ), a AS (
         SELECT k.tag_id, k.start, s.* FROM k CROSS JOIN LATERAL ({source}) s
     ), gone AS (
-        DELETE FROM {{s}}.rollups r USING a
+        DELETE FROM {s}.rollups r USING a
         WHERE r.tag_id = a.tag_id AND r.width_s = %(width)s AND r.start = a.start
             AND a.count = 0 AND a.bad = 0
     )
-    INSERT INTO {{s}}.rollups
+    INSERT INTO {s}.rollups
     SELECT tag_id, %(width)s, start, count, min, max, sum, first, last, first_ts, last_ts,
         flagged, bad
     FROM a WHERE a.count > 0 OR a.bad > 0
@@ -66,6 +68,10 @@ _RECOMPUTE: Final = """
         count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum,
         first = EXCLUDED.first, last = EXCLUDED.last, first_ts = EXCLUDED.first_ts,
         last_ts = EXCLUDED.last_ts, flagged = EXCLUDED.flagged, bad = EXCLUDED.bad
+"""
+_ROLLUPS: Final = """
+    SELECT {columns} FROM {s}.rollups
+    WHERE tag_id = %s AND width_s = %s AND start >= %s AND start < %s ORDER BY start
 """
 _COLUMNS: Final = "start, count, min, max, sum, first, last, first_ts, last_ts, flagged, bad"
 _MERGED: Final = """
@@ -106,7 +112,7 @@ def recompute(cur: psycopg.Cursor[Any], keys: Sequence[RollupKey], ids: Mapping[
             "narrower": _narrower(width),
         }
         source = _FROM_PROCESSED if width == ROLLUP_WIDTHS_S[0] else _FROM_NARROWER
-        cur.execute(statement(_RECOMPUTE.format(source=source)), params)
+        cur.execute(statement(_RECOMPUTE, source=statement(source)), params)
 
 
 def _check(key: RollupKey) -> None:
@@ -132,10 +138,7 @@ def rollups(
 ) -> list[Rollup]:
     """Stored rollups of one tag and width whose bucket starts in [start, end)."""
     cur.execute(
-        statement(
-            f"SELECT {_COLUMNS} FROM {{s}}.rollups WHERE tag_id = %s AND width_s = %s "
-            "AND start >= %s AND start < %s ORDER BY start"
-        ),
+        statement(_ROLLUPS, columns=_COLUMNS),
         [tag_id, width, stamp(span[0]), stamp(span[1])],
     )
     return [_rollup(tag, width, row) for row in cur.fetchall()]

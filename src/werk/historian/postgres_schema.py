@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
 from psycopg import sql
 
-from werk.core.errors import WerkError
+from werk.core.errors import StorageUnavailable, WerkError
 from werk.historian.postgres_pool import Pool
 
 _LOGGER = logging.getLogger(__name__)
@@ -119,18 +120,29 @@ _INDEXES: Final = (
     "WITH (pages_per_range = 16, autosummarize = on)",
 )
 _HYPERTABLE: Final = (
-    "SELECT create_hypertable('{s}.{t}', 'ts', chunk_time_interval => INTERVAL '7 days', "
-    "create_default_indexes => false, if_not_exists => true)",
+    "SELECT create_hypertable(%(table)s::regclass, 'ts', chunk_time_interval => INTERVAL "
+    "'7 days', create_default_indexes => false, if_not_exists => true)",
     "ALTER TABLE {s}.{t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'tag_id', "
     "timescaledb.compress_orderby = 'ts')",
-    "SELECT add_compression_policy('{s}.{t}', INTERVAL '" + COMPRESS_AFTER + "', "
+    "SELECT add_compression_policy(%(table)s::regclass, INTERVAL '" + COMPRESS_AFTER + "', "
     "if_not_exists => true)",
 )
 
 
-def statement(template: str, **names: str) -> sql.SQL:
-    """A statement of this module's templates with the schema (and table) filled in."""
-    return sql.SQL(template.format(s=SCHEMA, **names))  # constants only, never input
+def statement(template: str, **parts: str | sql.Composable) -> sql.Composed:
+    """A constant SQL template composed by psycopg; values always go in as parameters.
+
+    `{s}` is the historian's schema and `{t}` one of its tables; any other part is a
+    constant fragment of this package (a column list, a sort direction) or composed SQL.
+    """
+    values = {name: _part(name, value) for name, value in parts.items()}
+    return sql.SQL(template).format(s=sql.Identifier(SCHEMA), **values)
+
+
+def _part(name: str, value: str | sql.Composable) -> sql.Composable:
+    if isinstance(value, sql.Composable):
+        return value
+    return sql.Identifier(value) if name == "t" else sql.SQL(value)
 
 
 def table(name: str) -> sql.Identifier:
@@ -178,6 +190,21 @@ class Layout:
                     for span in chunk:
                         self._add(cur, name, span)
                 self.spans[name].update(chunk)
+
+    @contextmanager
+    def guard(self, name: str) -> Iterator[None]:
+        """Forget the spans of `name` when a write finds a partition gone, so a retry works.
+
+        Another werk process (retention from the command line) may drop partitions this
+        one still remembers.
+        """
+        try:
+            yield
+        except StorageUnavailable as exc:
+            if exc.code == "partition_missing":
+                with self._lock:
+                    self.spans[name].clear()
+            raise
 
     def forget(self, name: str, spans: Iterable[int]) -> None:
         """Drop spans from the cache after their partitions were dropped."""
@@ -270,6 +297,6 @@ def _create_samples(cur: psycopg.Cursor[Any], timescale: bool) -> None:
         cur.execute(statement(template + suffix))
         if timescale:
             for step in _HYPERTABLE:
-                cur.execute(statement(step, t=name))
+                cur.execute(statement(step, t=name), {"table": f"{SCHEMA}.{name}"})
     for template in _INDEXES:
         cur.execute(statement(template))

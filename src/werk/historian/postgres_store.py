@@ -66,9 +66,13 @@ class PostgresStore:
     def open(self) -> None:
         """Create or migrate the schema, choose the partitioning, load the tag dictionary."""
         self._pool = Pool(self.url, self._pool_size, STATEMENT_TIMEOUT_S, POOL_WAIT_S)
-        self._layout = create(self._pool)
-        with self._pool.transaction("load the tag dictionary") as cur:
-            self._tags.load(cur)
+        try:
+            self._layout = create(self._pool)
+            with self._pool.transaction("load the tag dictionary") as cur:
+                self._tags.load(cur)
+        except BaseException:
+            self._pool.close()
+            raise
         _LOGGER.info(
             "historian on %s: %s, %d tags",
             describe(self.url), self._layout.name, len(self._tags.ids),
@@ -96,7 +100,7 @@ class PostgresStore:
             return 0
         ts_us = bulk.micros(rows.ts_ns)
         self._layout.ensure(self._pool, "raw", bulk.spans(ts_us))
-        with self._pool.transaction("write to the historian") as cur:
+        with self._layout.guard("raw"), self._pool.transaction("write to the historian") as cur:
             ids, registered = self._tags.resolve(cur, rows.tag, rows.boolean_tags)
             data = bulk.sample_table(rows, ids, ts_us)
             # sorted by tag and time, the rows reach the (tag, time) index in order
@@ -237,7 +241,7 @@ class PostgresStore:
         rollup_sql.check(rollups)
         ts_us = bulk.micros(rows.ts_ns)
         self._layout.ensure(self._pool, "processed", bulk.spans(ts_us))
-        with self._pool.transaction("refine samples") as cur:
+        with self._layout.guard("processed"), self._pool.transaction("refine samples") as cur:
             ids, registered = self._tags.resolve(cur, rows.tag, rows.boolean_tags)
             if rows:
                 bulk.upsert_processed(cur, bulk.processed_table(rows, ids, ts_us), replace=True)

@@ -18,29 +18,14 @@ import numpy.typing as npt
 
 from werk.historian import quality_kernels as kernels
 from werk.historian.layers import Flag
+from werk.historian.quality_flatline import Carried, flatline
 from werk.historian.quality_kernels import Before, BoolArray, FloatArray, IntArray, Series
 from werk.historian.rules import QualityRule
 
 FlagArray = npt.NDArray[np.uint16]
 QualityArray = npt.NDArray[np.uint8]
 
-__all__ = [
-    "BAD_FLAGS",
-    "BoolArray",
-    "Evaluation",
-    "FlagArray",
-    "FloatArray",
-    "GroupEvaluation",
-    "IntArray",
-    "QualityArray",
-    "TagState",
-    "adjust_quality",
-    "evaluate",
-    "evaluate_between",
-    "evaluate_groups",
-    "quality_floor",
-    "resume",
-]
+_Tails = dict[int, tuple[tuple[int, ...], tuple[float, ...]]]
 
 UNCERTAIN: Final = 1
 BAD: Final = 2
@@ -55,8 +40,8 @@ class TagState:
     prev_ts: int | None = None  # newest finite sample
     prev_value: float = math.nan
     prev2_value: float = math.nan  # the finite sample before it: spikes need two neighbours
-    run_start: int | None = None  # when the current flat run began
-    run_value: float = math.nan  # the value it began with
+    flat_ts: tuple[int, ...] = ()  # samples later flatline windows can reach
+    flat_values: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +74,9 @@ def evaluate(
     bounds = np.array([0, len(ts_ns)], dtype=np.int64)
     result = evaluate_groups(rule, [state], ts_ns, values, bounds)
     flags = result.flags
-    return Evaluation(flags, quality_floor(flags), result.states[0], bool(result.spiked_previous[0]))
+    return Evaluation(
+        flags, quality_floor(flags), result.states[0], bool(result.spiked_previous[0])
+    )
 
 
 def evaluate_groups(
@@ -117,19 +104,18 @@ def _evaluate_groups(
     group = np.repeat(np.arange(len(states), dtype=np.int64), np.diff(bounds))
     finite = np.isfinite(values)
     flags = np.where(finite, 0, int(Flag.NOT_FINITE)).astype(np.uint16)
-    spiked = np.zeros(len(states), dtype=np.bool_)
-    if rule is None or not len(ts):
-        return GroupEvaluation(flags, _after(states, None, Series.of(ts, values, group), None), spiked)
-    before = _before(states)
-    every = bool(finite.all())
-    picked = slice(None) if every else np.flatnonzero(finite)
+    picked: slice | IntArray = slice(None) if finite.all() else np.flatnonzero(finite)
     series = Series.of(ts[picked], values[picked], group[picked])
-    if rule.stale_s is not None:
-        flags[kernels.gap(rule.stale_s, Series.of(ts, values, group), before)] |= _bit(Flag.GAP)
+    spiked = np.zeros(len(states), dtype=np.bool_)
     runs = None
-    if len(series.ts):
-        found, spiked, runs = _value_rules(rule, series, before)
-        flags[picked] |= found
+    if rule is not None and len(ts):
+        before = _before(states)
+        if rule.stale_s is not None:
+            gaps = kernels.gap(rule.stale_s, Series.of(ts, values, group), before)
+            flags[gaps] |= _bit(Flag.GAP)
+        if len(series.ts):
+            found, spiked, runs = _value_rules(rule, series, before, states)
+            flags[picked] |= found
     return GroupEvaluation(flags, _after(states, rule, series, runs, ts, bounds), spiked)
 
 
@@ -138,8 +124,8 @@ def _bit(flag: Flag) -> np.uint16:
 
 
 def _value_rules(
-    rule: QualityRule, series: Series, before: Before
-) -> tuple[FlagArray, BoolArray, tuple[IntArray, FloatArray] | None]:
+    rule: QualityRule, series: Series, before: Before, states: Sequence[TagState]
+) -> tuple[FlagArray, BoolArray, _Tails | None]:
     """Flags of the value rules over finite samples, spikes of carried samples, the runs."""
     flags = np.zeros(len(series.ts), dtype=np.uint16)
     if rule.min is not None or rule.max is not None:
@@ -150,13 +136,12 @@ def _value_rules(
     if rule.spike is not None:
         lone, spiked = kernels.spikes(rule.spike, series, before)
         flags[lone] |= _bit(Flag.SPIKE)
-    runs = None
+    tails = None
     if rule.flatline_s is not None:
-        tolerance = rule.flatline_tolerance
-        flat, run_ts, run_values = kernels.flatline(rule.flatline_s, tolerance, series, before)
+        carried = Carried.of([(s.flat_ts, s.flat_values) for s in states])
+        flat, tails = flatline(rule.flatline_s, rule.flatline_tolerance, series, carried)
         flags[flat] |= _bit(Flag.FLATLINE)
-        runs = (run_ts, run_values)
-    return flags, spiked, runs
+    return flags, spiked, tails
 
 
 def _before(states: Sequence[TagState]) -> Before:
@@ -167,9 +152,6 @@ def _before(states: Sequence[TagState]) -> Before:
         prev_ts=np.array([s.prev_ts or 0 for s in states], dtype=np.int64),
         prev_value=np.array([s.prev_value for s in states], dtype=np.float64),
         prev2_value=np.array([s.prev2_value for s in states], dtype=np.float64),
-        run_start=np.array([s.run_start or 0 for s in states], dtype=np.int64),
-        has_run=np.array([s.run_start is not None for s in states], dtype=np.bool_),
-        run_value=np.array([s.run_value for s in states], dtype=np.float64),
     )
 
 
@@ -177,39 +159,28 @@ def _after(
     states: Sequence[TagState],
     rule: QualityRule | None,
     series: Series,
-    runs: tuple[IntArray, FloatArray] | None,
-    ts: IntArray | None = None,
-    bounds: IntArray | None = None,
+    tails: _Tails | None,
+    ts: IntArray,
+    bounds: IntArray,
 ) -> list[TagState]:
     """The state of each group after its samples (`series` holds its finite ones)."""
     after = list(states)
-    if ts is None or bounds is None:
-        ts, bounds = series.ts, np.searchsorted(series.group, np.arange(len(states) + 1))
-    lengths = np.diff(bounds)
-    for g, last in zip(np.flatnonzero(lengths).tolist(), (bounds[1:][lengths > 0] - 1).tolist(),
-                       strict=True):  # fmt: skip
-        after[g] = _replace_last(after[g], int(ts[last]))
-    last_at = np.flatnonzero(series.last)
-    if not len(last_at):
-        return after
-    groups = series.group[last_at].tolist()
-    prev_ts, prev = series.ts[last_at].tolist(), series.values[last_at].tolist()
-    lone = series.first[last_at]
-    prev2 = np.where(lone, np.nan, series.values[np.maximum(last_at - 1, 0)]).tolist()
-    track = runs is not None and rule is not None and rule.flatline_s is not None
-    run_start = runs[0][last_at].tolist() if runs is not None else [None] * len(groups)
-    run_value = runs[1][last_at].tolist() if runs is not None else [math.nan] * len(groups)
-    rows = zip(groups, prev_ts, prev, prev2, run_start, run_value, strict=True)
-    for g, p_ts, p, p2, r_start, r_value in rows:
+    present = np.flatnonzero(np.diff(bounds))
+    newest = dict(zip(present.tolist(), ts[bounds[1:][present] - 1].tolist(), strict=True))
+    at = np.flatnonzero(series.last)
+    previous = np.where(series.first[at], np.nan, series.values[np.maximum(at - 1, 0)])
+    rows = zip(series.group[at].tolist(), series.ts[at].tolist(), series.values[at].tolist(),
+               previous.tolist(), strict=True)  # fmt: skip
+    for g, prev_ts, prev, prev2 in rows:
         old = after[g]
-        after[g] = TagState(old.last_ts, p_ts, p, old.prev_value if math.isnan(p2) else p2,
-                            r_start if track else None, r_value if track else math.nan)  # fmt: skip
+        flat_ts, flat_values = tails[g] if tails is not None else ((), ())
+        prev2 = old.prev_value if math.isnan(prev2) else prev2
+        after[g] = TagState(newest.pop(g), prev_ts, prev, prev2, flat_ts, flat_values)
+    for g, last_ts in newest.items():  # groups without finite samples
+        old = after[g]
+        after[g] = TagState(last_ts, old.prev_ts, old.prev_value, old.prev2_value,
+                            old.flat_ts, old.flat_values)  # fmt: skip
     return after
-
-
-def _replace_last(state: TagState, last_ts: int) -> TagState:
-    return TagState(last_ts, state.prev_ts, state.prev_value, state.prev2_value,
-                    state.run_start, state.run_value)  # fmt: skip
 
 
 def evaluate_between(
@@ -236,20 +207,21 @@ def resume(
 ) -> TagState:
     """The state after a stored sample (at restart, or before late samples).
 
-    A flat run resumes at that sample, or as already too long when it was flagged.
+    A flat stretch starts again at that sample, or continues as already too long when
+    the sample was flagged as one.
     """
     finite = math.isfinite(value)
-    run_start: int | None = None
+    flat_ts: tuple[int, ...] = ()
     if rule is not None and rule.flatline_s is not None and finite:
         too_long = flags & Flag.FLATLINE
-        run_start = ts_ns - kernels.ns(rule.flatline_s) - 1 if too_long else ts_ns
+        flat_ts = (ts_ns - kernels.ns(rule.flatline_s) - 1 if too_long else ts_ns,)
     return TagState(
         last_ts=ts_ns,
         prev_ts=ts_ns if finite else None,
         prev_value=value if finite else math.nan,
         prev2_value=before if finite and before is not None else math.nan,
-        run_start=run_start,
-        run_value=value,
+        flat_ts=flat_ts,
+        flat_values=(value,) if flat_ts else (),
     )
 
 

@@ -35,9 +35,6 @@ class Before:
     prev_ts: IntArray  # newest finite sample (valid where prev_value is not NaN)
     prev_value: FloatArray
     prev2_value: FloatArray
-    run_start: IntArray  # flat run (valid where has_run)
-    has_run: BoolArray
-    run_value: FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,77 +120,3 @@ def _lone(before: FloatArray, value: FloatArray, after: FloatArray, threshold: f
         & (np.abs(value - after) > threshold)
         & (np.abs(after - before) <= threshold)
     )
-
-
-def flatline(
-    limit_s: float, tolerance: float, series: Series, state: Before
-) -> tuple[BoolArray, IntArray, FloatArray]:
-    """Finite samples that stayed within `tolerance` of their run's first value too long.
-
-    Returns the flags and each sample's run start and run value. A step larger than
-    twice the tolerance always begins a new run, so runs are found with array
-    operations; only stretches of small steps that drift are walked one by one.
-    """
-    ts, values, group = series.ts, series.values, series.group
-    firsts = np.flatnonzero(series.first)
-    carried = group[firsts]
-    continues = state.has_run[carried] & (
-        np.abs(values[firsts] - state.run_value[carried]) <= tolerance
-    )
-    breaks = series.first.copy()
-    breaks[1:] |= np.abs(np.diff(values)) > 2 * tolerance
-    starts = np.flatnonzero(breaks)
-    segment = np.cumsum(breaks) - 1
-    origin_ts, origin_values = ts[starts], values[starts]
-    resumed = segment[firsts[continues]]
-    origin_ts[resumed] = state.run_start[carried[continues]]
-    origin_values[resumed] = state.run_value[carried[continues]]
-    run_ts, run_values = origin_ts[segment], origin_values[segment]
-    if tolerance > 0:
-        drifted = np.abs(values - run_values) > tolerance
-        if drifted.any():
-            chosen = _stretches(ns(limit_s), series, starts, origin_ts, segment[drifted])
-            origins = (origin_ts, origin_values)
-            _walk(chosen, starts, series, origins, tolerance, run_ts, run_values)
-    return ts - run_ts > ns(limit_s), run_ts, run_values
-
-
-def _stretches(
-    limit_ns: int, series: Series, starts: IntArray, origin_ts: IntArray, drifting: IntArray
-) -> IntArray:
-    """Segments to walk: drifting ones that could last too long or end their group."""
-    chosen = np.unique(drifting)
-    ends = np.append(starts[1:], len(series.ts))[chosen]
-    long_enough = series.ts[ends - 1] - origin_ts[chosen] > limit_ns
-    walked: IntArray = chosen[long_enough | series.last[ends - 1]]
-    return walked
-
-
-def _walk(
-    chosen: IntArray,
-    starts: IntArray,
-    series: Series,
-    origins: tuple[IntArray, FloatArray],
-    tolerance: float,
-    run_ts: IntArray,
-    run_values: FloatArray,
-) -> None:
-    """Find the runs of the chosen segments sample by sample (in place)."""
-    begins = starts[chosen]
-    lengths = np.append(starts[1:], len(series.ts))[chosen] - begins
-    offsets = np.cumsum(lengths) - lengths
-    index = np.arange(int(lengths.sum())) + np.repeat(begins - offsets, lengths)
-    ts, values = series.ts[index].tolist(), series.values[index].tolist()
-    found_ts: list[int] = []
-    found_values: list[float] = []
-    pieces = zip(origins[0][chosen].tolist(), origins[1][chosen].tolist(),
-                 offsets.tolist(), lengths.tolist(), strict=True)  # fmt: skip
-    for start, reference, offset, length in pieces:
-        end = offset + length
-        for t, value in zip(ts[offset:end], values[offset:end], strict=True):
-            if abs(value - reference) > tolerance:
-                start, reference = t, value
-            found_ts.append(start)
-            found_values.append(reference)
-    run_ts[index] = found_ts
-    run_values[index] = found_values

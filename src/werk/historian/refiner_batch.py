@@ -11,7 +11,8 @@ import numpy as np
 from werk.core.errors import ValidationFailed
 from werk.historian.layers import ROLLUP_WIDTHS_S, Flag, ProcessedColumns, RollupKey
 from werk.historian.models import RawColumns
-from werk.historian.quality import IntArray, TagState, adjust_quality, evaluate
+from werk.historian.quality import TagState, adjust_quality, evaluate_groups
+from werk.historian.quality_kernels import IntArray
 from werk.historian.refiner_memory import Known, TagMemory, Tail, late_flags
 from werk.historian.rules import QualityRule, RuleSet
 from werk.historian.store import HistorianStore
@@ -104,6 +105,7 @@ class BatchPass:
         self._extra = ProcessedColumns()
         self._extra_codes: list[int] = []
         self._tail_at: dict[int, int] = {}
+        self._replaced: dict[int, set[int]] = {}
         self._done = Refinement(ProcessedColumns(), [])
 
     def run(self) -> Refinement:
@@ -113,12 +115,11 @@ class BatchPass:
         self._sort()
         self._classify()
         self._flag_late()
-        for code in np.unique(self._codes[self._checked]).tolist():
-            rule = self._rules.for_tag(self._names[code])
-            if rule is None:
-                self._plain(code)
-            else:
-                self._tag(code, rule)
+        self._convert()
+        for code in self._late_codes():
+            self._late(code)
+        self._live()
+        self._plain()
         self._assemble()
         return self._done
 
@@ -136,7 +137,7 @@ class BatchPass:
         self._names = list(index)
         self._order, self._codes, self._ts = order[newest], codes[newest], ts[newest]
         bounds = np.flatnonzero(np.diff(self._codes)) + 1
-        self._starts = np.concatenate(([0], bounds))
+        self._starts = np.concatenate(([0], bounds))  # codes number the groups in order
         self._ends = np.concatenate((bounds, [len(self._codes)]))
 
     def _classify(self) -> None:
@@ -150,61 +151,106 @@ class BatchPass:
         self._flags = np.zeros(len(src), dtype=np.uint16)
         broken = self._checked & ~np.isfinite(self._values)
         self._flags[broken] = np.uint16(Flag.NOT_FINITE)
+        self._checked_codes = np.unique(self._codes[self._checked]).tolist()
+        self._rule_of = {c: self._rules.for_tag(self._names[c]) for c in self._checked_codes}
 
     def _flag_late(self) -> None:
         """Flag samples older than the newest processed sample of their tag."""
-        codes = np.unique(self._codes[self._checked]).tolist()
+        codes = self._checked_codes
         self._memory.load([self._names[c] for c in codes], self._rules)
         newest = np.full(len(self._names), _NEVER, dtype=np.int64)
         for code in codes:
             last = self._memory[self._names[code]].state.last_ts
             newest[code] = _NEVER if last is None else last
         self._newest = newest
-        late = self._checked & (self._ts < newest[self._codes])
-        self._flags[late] |= np.uint16(Flag.LATE)
+        self._late_rows = self._checked & (self._ts <= newest[self._codes])
+        self._flags[self._late_rows & (self._ts < newest[self._codes])] |= np.uint16(Flag.LATE)
 
-    def _tag(self, code: int, rule: QualityRule) -> None:
-        """Convert and check the numeric rows of one tag that has a rule."""
-        tag = self._names[code]
-        begin, end = int(self._starts[code]), int(self._ends[code])  # codes number the groups
-        rows = begin + np.flatnonzero(self._checked[begin:end])
-        convert, impossible = conversion(tag, rule, self._tag_units)
-        if convert is not None:
+    def _convert(self) -> None:
+        """Bring values into their rule's unit, one array operation per conversion."""
+        groups: dict[int, tuple[Converter, list[int]]] = {}
+        impossible = np.zeros(len(self._names), dtype=np.bool_)
+        for code, rule in self._rule_of.items():
+            if rule is None:
+                continue
+            convert, failed = conversion(self._names[code], rule, self._tag_units)
+            impossible[code] = failed
+            if convert is not None:
+                groups.setdefault(id(convert), (convert, []))[1].append(code)
+        for convert, codes in groups.values():
+            chosen = np.zeros(len(self._names), dtype=np.bool_)
+            chosen[codes] = True
+            rows = self._checked & chosen[self._codes]
             with np.errstate(over="ignore", invalid="ignore"):
                 self._values[rows] = convert(self._values[rows])
-        if impossible:
-            self._flags[rows] |= np.uint16(Flag.UNIT)
-        ts = self._ts[rows]
-        split = int(np.searchsorted(ts, self._newest[code], side="right"))
-        if split:
-            self._late(tag, rule, rows[:split])
-        if split < len(rows):
-            self._live(code, rule, rows[split:], replaced=set(ts[:split].tolist()))
+        self._flags[self._checked & impossible[self._codes]] |= np.uint16(Flag.UNIT)
 
-    def _plain(self, code: int) -> None:
-        """Remember the newest sample of a tag without a rule (to know what is late)."""
-        newest = max(int(self._ts[self._ends[code] - 1]), int(self._newest[code]))
-        self._done.changes[self._names[code]] = Known(TagState(last_ts=newest), None)
+    def _late_codes(self) -> list[int]:
+        with_rule = np.array([r is not None for r in self._rule_of.values()], dtype=np.bool_)
+        codes = np.array(list(self._rule_of), dtype=np.int64)[with_rule]
+        late: list[int] = np.unique(
+            self._codes[self._late_rows & np.isin(self._codes, codes)]
+        ).tolist()
+        return late
 
-    def _late(self, tag: str, rule: QualityRule, rows: IntArray) -> None:
+    def _late(self, code: int) -> None:
+        """Check the late samples of one tag between the stored samples around them."""
+        begin, end = int(self._starts[code]), int(self._ends[code])
+        rows = begin + np.flatnonzero(self._late_rows[begin:end])
         ts, values = self._ts[rows], self._values[rows]
+        rule, tag = self._rule_of[code], self._names[code]
+        assert rule is not None
         self._flags[rows] |= late_flags(self._store, tag, rule, ts, values)
-        if int(ts[-1]) == self._newest[self._codes[rows[0]]]:
+        self._replaced[code] = set(ts.tolist())
+        if int(ts[-1]) == self._newest[code]:
             self._done.forget.add(tag)  # the newest sample was sent again: read it anew
 
-    def _live(self, code: int, rule: QualityRule, rows: IntArray, replaced: set[int]) -> None:
-        tag = self._names[code]
-        known = self._memory[tag]
-        result = evaluate(rule, known.state, self._ts[rows], self._values[rows])
+    def _live(self) -> None:
+        """Check the samples after each tag's newest processed one, all tags of a rule at once."""
+        live = self._checked & ~self._late_rows
+        by_rule: dict[int, tuple[QualityRule, list[int]]] = {}
+        for code, rule in self._rule_of.items():
+            if rule is not None:
+                by_rule.setdefault(id(rule), (rule, []))[1].append(code)
+        for rule, codes in by_rule.values():
+            chosen = np.zeros(len(self._names), dtype=np.bool_)
+            chosen[codes] = True
+            rows = np.flatnonzero(live & chosen[self._codes])
+            if len(rows):
+                self._live_rule(rule, rows)
+
+    def _live_rule(self, rule: QualityRule, rows: IntArray) -> None:
+        codes = self._codes[rows]
+        firsts = np.flatnonzero(np.diff(codes, prepend=-1))
+        group_codes = codes[firsts].tolist()
+        known = [self._memory[self._names[c]] for c in group_codes]
+        bounds = np.append(firsts, len(rows))
+        result = evaluate_groups(
+            rule, [k.state for k in known], self._ts[rows], self._values[rows], bounds
+        )
         self._flags[rows] |= result.flags
-        tail = known.tail
-        if result.spiked_previous and tail is not None and tail.ts_ns not in replaced:
-            append_tail(self._extra, tag, respiked(tail))
-            self._extra_codes.append(code)
+        for g, code in enumerate(group_codes):
+            self._done.changes[self._names[code]] = Known(result.states[g], known[g].tail)
+        for g in np.flatnonzero(result.spiked_previous).tolist():
+            self._respike(group_codes[g], known[g].tail)
         finite = rows[np.isfinite(self._values[rows])]
-        if len(finite):
-            self._tail_at[code] = int(finite[-1])
-        self._done.changes[tag] = Known(result.state, tail)
+        last = np.flatnonzero(np.diff(self._codes[finite], append=-1))
+        self._tail_at.update(zip(self._codes[finite[last]].tolist(), finite[last].tolist(),
+                                 strict=True))  # fmt: skip
+
+    def _respike(self, code: int, tail: Tail | None) -> None:
+        """Store the tag's previous newest sample again, now known to be a lone spike."""
+        if tail is None or tail.ts_ns in self._replaced.get(code, ()):
+            return
+        append_tail(self._extra, self._names[code], respiked(tail))
+        self._extra_codes.append(code)
+
+    def _plain(self) -> None:
+        """Remember the newest sample of tags without a rule (to know what is late)."""
+        for code, rule in self._rule_of.items():
+            if rule is None:
+                newest = max(int(self._ts[self._ends[code] - 1]), int(self._newest[code]))
+                self._done.changes[self._names[code]] = Known(TagState(last_ts=newest), None)
 
     def _assemble(self) -> None:
         raw, src = self._raw, self._order.tolist()

@@ -10,15 +10,8 @@ import numpy as np
 
 from werk.historian.layers import Layer
 from werk.historian.models import Point
-from werk.historian.quality import (
-    FlagArray,
-    FloatArray,
-    IntArray,
-    TagState,
-    evaluate,
-    evaluate_between,
-    resume,
-)
+from werk.historian.quality import FlagArray, TagState, evaluate, evaluate_between, resume
+from werk.historian.quality_kernels import FloatArray, IntArray
 from werk.historian.rules import QualityRule, RuleSet
 from werk.historian.store import HistorianStore
 

@@ -10,14 +10,8 @@ import numpy as np
 
 from werk.historian.layers import Flag, Layer, ProcessedColumns, RollupKey
 from werk.historian.models import Point
-from werk.historian.quality import (
-    BoolArray,
-    FlagArray,
-    FloatArray,
-    IntArray,
-    adjust_quality,
-    evaluate_between,
-)
+from werk.historian.quality import FlagArray, adjust_quality, evaluate_between
+from werk.historian.quality_kernels import BoolArray, FloatArray, IntArray
 from werk.historian.refiner_batch import (
     TagUnits,
     append_tail,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -61,10 +62,11 @@ class Measure(BaseModel):
             raise ValueError(f"tag template {tag!r} has an empty level or a '+' or '#'")
         return tag
 
-    @property
-    def placeholders(self) -> list[str]:
+    @cached_property
+    def placeholders(self) -> tuple[str, ...]:
         """The field names the template refers to, in order."""
-        return [name for _, name, _, _ in string.Formatter().parse(self.tag) if name is not None]
+        parsed = string.Formatter().parse(self.tag)
+        return tuple(name for _, name, _, _ in parsed if name is not None)
 
 
 class DatasetContract(BaseModel):

@@ -63,7 +63,10 @@ class FileSource:
         with session_scope(sessions) as session:
             seen = service.loaded_files(session=session, source=self._config.name)
         for path in self.files():
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # moved away since it was listed: nothing to load
+                continue
             mark = FileMark(stat.st_size, stat.st_mtime_ns)
             if seen.get(str(path)) != mark:
                 yield from self._file(path, mark)

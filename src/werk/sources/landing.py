@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+import pyarrow as pa
 from sqlalchemy.orm import Session, sessionmaker
 
 from werk.core.clock import now_ns
 from werk.core.db import session_scope
-from werk.historian.layers import Layer, Record
+from werk.historian.layers import Record, Table
 from werk.historian.models import RawColumns
 from werk.historian.store import HistorianStore
 from werk.sources.connector import Batch, ColumnMap
@@ -22,7 +23,7 @@ from werk.sources.validation import Rejection, ValidRow, validate_row
 from werk.uns.quarantine import Rejected, add_rejected
 
 GOOD: Final = 0  # quality code of a measure sample: the business system is the truth
-_SCAN_LIMIT: Final = 1_000_000
+_DAY_NS: Final = 86_400 * 1_000_000_000
 
 
 @dataclass(slots=True)
@@ -129,15 +130,27 @@ def _new_samples(
 
 
 def _stored_keys(store: HistorianStore, taken: set[tuple[str, int]]) -> set[tuple[str, int, int]]:
-    """(tag, ts, msg_id) of the stored samples at the taken (tag, ts) pairs."""
-    by_tag: dict[str, list[int]] = defaultdict(list)
+    """(tag, ts, msg_id) of the stored samples at the taken (tag, ts) pairs.
+
+    One scan per day the pairs touch, over just their tags: a batch that repeats stored
+    rows costs a few scans, not a query per row.
+    """
+    by_day: dict[int, set[str]] = defaultdict(set)
     for tag, ts_ns in taken:
-        by_tag[tag].append(ts_ns)
+        by_day[ts_ns // _DAY_NS].add(tag)
     keys: set[tuple[str, int, int]] = set()
-    for tag, stamps in by_tag.items():
-        points = store.points(tag, min(stamps), max(stamps) + 1000, _SCAN_LIMIT, layer=Layer.RAW)
-        keys.update((tag, p.ts_ns, p.msg_id) for p in points)
+    for day, tags in by_day.items():
+        for chunk in store.scan(Table.RAW, day * _DAY_NS, (day + 1) * _DAY_NS, names=sorted(tags)):
+            keys.update(_keys(chunk))
     return keys
+
+
+def _keys(chunk: pa.Table) -> Iterator[tuple[str, int, int]]:
+    tags = chunk.column("tag").to_pylist()
+    stamps_us = chunk.column("ts").cast(pa.int64()).to_pylist()
+    ids = chunk.column("msg_id").to_pylist()
+    for tag, ts_us, msg_id in zip(tags, stamps_us, ids, strict=True):
+        yield tag, ts_us * 1000, msg_id
 
 
 def _rejected(

@@ -71,6 +71,8 @@ class SourceRunner:
         self._pending: dict[str, RunRequest] = {}
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
+        # Landings one at a time: the check for stored samples and the write stay together.
+        self._landing = threading.Lock()
         self._running: str | None = None
         self._last_started: dict[str, int] = {}
         self._failing: set[str] = set()
@@ -146,11 +148,11 @@ class SourceRunner:
         """Run a source now in this thread (after any run in progress); return the run id."""
         connector = self.connector(name)
         with self._run_lock:
-            started = now_ns()
+            started = self._last_started[name] = now_ns()  # a failed start waits `every` too
             with session_scope(self.sessions) as session:
                 run_id = service.start_run(session=session, source=name, trigger=trigger,
                                            at_ns=started)  # fmt: skip
-            self._running, self._last_started[name] = name, started
+            self._running = name
             if request is not None:
                 self._started(request, run_id)
             try:
@@ -169,7 +171,8 @@ class SourceRunner:
     def push(self, dataset: str, rows: Sequence[object], source: str = PUSH_SOURCE) -> Landed:
         """Land rows pushed to a dataset."""
         target = Target(self.store, self.sessions, self.catalog.get(dataset), source)
-        return land(target, Batch("", rows=rows))
+        with self._landing:
+            return land(target, Batch("", rows=rows))
 
     def _consume(self, connector: Connector) -> tuple[RunCounts, str | None]:
         config = connector.config
@@ -184,7 +187,8 @@ class SourceRunner:
                 if batch.error is not None:
                     errors.append(batch.error)
                 else:
-                    _count(counts, land(target, batch))
+                    with self._landing:
+                        _count(counts, land(target, batch))
         except WerkError as exc:
             errors.append(exc.message)
         except Exception as exc:
@@ -219,8 +223,8 @@ class SourceRunner:
     def _serve(self, request: RunRequest) -> None:
         try:
             self.run_once(request.name, "manual", request)
-        except Exception:
-            _LOGGER.exception("sources: the run of %s could not be logged", request.name)
+        except Exception as exc:
+            self._unlogged(request.name, exc)
         finally:
             with self._lock:
                 if self._pending.get(request.name) is request:
@@ -233,8 +237,17 @@ class SourceRunner:
                 return
             try:
                 self.run_once(name, "schedule")
-            except Exception:
-                _LOGGER.exception("sources: the run of %s could not be logged", name)
+            except Exception as exc:
+                self._unlogged(name, exc)
+
+    def _unlogged(self, name: str, exc: Exception) -> None:
+        """A run that could not even be logged (the relational database is down)."""
+        if name not in self._failing:
+            self._failing.add(name)
+            _LOGGER.warning(
+                "sources: %s: the run could not be logged: %s", name, exc,
+                exc_info=not isinstance(exc, WerkError),
+            )  # fmt: skip
 
     def _due(self) -> Iterator[str]:
         now = now_ns()

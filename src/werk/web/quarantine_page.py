@@ -51,6 +51,7 @@ class QuarantineView:
     def __init__(self, context: WebContext) -> None:
         self._context = context
         self._reason: str | None = None
+        self._shown_chips: tuple[str | None, dict[str, int]] | None = None
         with ui.row().classes("w-full items-end justify-between"):
             section_title("Quarantine", "Messages werk did not accept, each with the exact reason.")
             ui.button("Refresh", icon="refresh", on_click=self.refresh).props(
@@ -91,6 +92,10 @@ class QuarantineView:
             )
 
     def _show_chips(self, reasons: dict[str, int]) -> None:
+        # Rebuilding chips that did not change would swap them under a user's click.
+        if self._shown_chips == (self._reason, reasons):
+            return
+        self._shown_chips = (self._reason, dict(reasons))
         self._chips.clear()
         with self._chips:
             ui.label("Reason").classes("text-sm text-grey-7 q-mr-sm")

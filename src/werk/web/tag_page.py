@@ -91,6 +91,10 @@ class TagView:
                     ui.label(title).classes("text-lg font-medium text-grey-9")
                     self._caption = ui.label().classes("text-sm text-grey-7")
                     self._caption.props("data-testid=trend-caption")
+                    layers = f"/layers/{quote(tag.path, safe='/')}?layer=processed"
+                    ui.link("Layers and lineage", layers).classes(
+                        "text-sm text-primary no-underline"
+                    ).props("data-testid=tag-layers-link")
                 self._trend: Trend = (
                     StateChanges() if tag.data_type == "string" else NumericTrend(tag)
                 )

@@ -36,7 +36,8 @@ def run(
     """Bench both backends once: the printed tables and the figures as JSON would hold them."""
     options = HistorianBenchOptions(
         duckdb_points=TAGS * PER_TAG, postgres_points=TAGS * PER_TAG, tags=TAGS, repeat=REPEAT,
-        postgres_url=postgres.new_database(), directory=tmp_path_factory.mktemp("bench"),
+        refine_days=None, postgres_url=postgres.new_database(),
+        directory=tmp_path_factory.mktemp("bench"),
     )  # fmt: skip
     out = io.StringIO()
     result = run_historian_bench(options, Console(file=out, width=200))
@@ -118,7 +119,9 @@ def test_refines_only_the_last_days_when_asked(tmp_path: Path) -> None:
     day = duck.query("as written", "day_minutes", "business")
     assert day is not None
     assert day.rows > 0  # a day of the refined ones
-    assert "the last 10 of 30" in _rendered(result)
+    output = _rendered(result)
+    assert "the last 10 of 30" in output
+    assert "rollups exist for the refined days only" in output
 
 
 def test_throwaway_server_starts_serves_and_leaves_nothing() -> None:

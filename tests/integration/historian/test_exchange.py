@@ -15,6 +15,7 @@ from tests.integration.historian.lifecycle_support import (
     everything,
     fill,
     names_of,
+    rows,
 )
 
 from werk.core.errors import ValidationFailed
@@ -176,3 +177,17 @@ def test_throughput_is_measured(
         f"\nexport {exported.rows_per_s:,.0f} rows/s, import {imported.rows_per_s:,.0f} rows/s, "
         f"{exported.bytes / exported.rows:.1f} bytes/row, {time.perf_counter() - clock:.1f} s"
     )
+
+
+def test_a_foreign_file_with_the_columns_imports_with_its_table_named(
+    target: HistorianStore, tmp_path: Path
+) -> None:
+    data = rows(Table.KPIS, "oee/acme/line-9", STAMPS[:5])
+    foreign = data.set_column(1, "ts", data.column("ts").cast(pa.timestamp("ns")))
+    path = tmp_path / "from-elsewhere.parquet"
+    pq.write_table(foreign.select(list(reversed(foreign.column_names))), path)
+    report = import_(target, path, table=Table.KPIS)
+    assert (report.table, report.added) == (Table.KPIS, 5)
+    assert [k.ts_ns for k in target.kpis("oee/acme/line-9", 0, 2**62, 10)] == [
+        _ns(s) for s in STAMPS[:5]
+    ]

@@ -14,7 +14,7 @@ from werk.historian.exchange import export, import_
 from werk.historian.layers import Table
 from werk.historian.postgres_store import PostgresStore
 
-STAMPS = [1_700_000_000 * US_PER_S + i * 45 * US_PER_S for i in range(120)]
+STAMPS = [1_700_000_000 * US_PER_S + i * 90 * US_PER_S for i in range(120)]  # one per minute bucket
 
 
 @pytest.fixture

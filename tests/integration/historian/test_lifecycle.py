@@ -154,3 +154,34 @@ def test_compaction_follows_the_most_eager_rule(store: HistorianStore) -> None:
         ("#", (BERLIN,), _cutoff(7 * DAY_US)),
         ("acme/munich/#", (MUNICH,), _cutoff(DAY_US)),
     ]
+
+
+def test_a_run_stops_at_a_storage_failure_and_says_so(store: HistorianStore) -> None:
+    fill(store, Table.RAW, STAMPS)
+    actions = plan([_rule("raw", "#", "1d")], store, NOW_NS)
+    store.close()
+    report = apply(actions, store)
+    assert report.outcomes == ()
+    assert report.error is not None and "not open" in report.error
+    assert report.summary().endswith(f"stopped: {report.error}")
+    store.open()
+    assert store.count() == 6
+
+
+def test_processed_rows_outlive_their_raw_rows_under_their_own_rules(
+    store: HistorianStore,
+) -> None:
+    fill(store, Table.RAW, STAMPS)
+    fill(store, Table.PROCESSED, STAMPS)
+    rules = [
+        _rule("raw", "#", "1m"),
+        _rule("processed", "acme/berlin/#", "1d"),
+        _rule("processed", "acme/munich/#", "30d"),
+    ]
+    apply(plan(rules, store, NOW_NS), store)
+    assert store.count() == 0
+    assert _ages(store, Table.PROCESSED) == {BERLIN: [1], MUNICH: [1, 48]}
+    again = plan(rules, store, NOW_NS + 3 * DAY_US * 1000)
+    assert [a.names for a in again if a.table is Table.PROCESSED] == [(BERLIN,), (MUNICH,)]
+    apply(again, store)
+    assert _ages(store, Table.PROCESSED) == {MUNICH: [1, 48]}

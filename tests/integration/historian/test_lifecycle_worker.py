@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +114,24 @@ def test_stop_returns_promptly_between_runs(store: HistorianStore, tmp_path: Pat
     clock = time.monotonic()
     slow.stop()
     assert time.monotonic() - clock < 1.0
+
+
+def test_storage_down_is_logged_once_and_retried(
+    store: HistorianStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="werk.historian.lifecycle_worker")
+    fill(store, Table.RAW, _stamps())
+    store.close()
+    worker = RetentionWorker(store, [_rule()], interval_s=0.05, state_file=None)
+    worker.start()
+    try:
+        failed = wait_until(lambda: worker.last_report)
+        assert failed.error is not None and "not open" in failed.error
+        wait_until(lambda: worker.last_report is not failed)  # tried again
+        store.open()
+        wait_until(lambda: store.count() == 4)
+    finally:
+        worker.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "trying again in" in m]) == 1
+    assert messages.count("retention: storage reachable again") == 1

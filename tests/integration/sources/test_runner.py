@@ -157,17 +157,16 @@ def test_landing_the_same_rows_twice_stores_nothing_twice(
     setup: tuple[SourceRunner, Path, Path], store: HistorianStore
 ) -> None:
     runner, _, _ = setup
-    rows = [
-        {"warehouse": "WH-1", "sku": "S-1", "on_hand": 5, "counted_at": "2026-05-01T08:00:00Z"},
-        {"warehouse": "WH-1", "sku": "S-1", "on_hand": 5, "counted_at": "2026-05-01T08:00:00Z"},
-    ]
+    count = {"warehouse": "WH-1", "sku": "S-1", "on_hand": 5, "counted_at": "2026-05-01T08:00:00Z"}
+    earlier = count | {"on_hand": 9, "counted_at": "2026-04-01T08:00:00Z"}
+    rows = [count, count, earlier]
     first = runner.push("inventory", rows)
     again = runner.push("inventory", rows)
-    assert (first.accepted, first.stored, first.samples) == (2, 1, 1)
-    assert (again.accepted, again.stored, again.samples) == (2, 0, 0)
-    corrected = runner.push("inventory", [rows[0] | {"on_hand": 6}])  # same time, new value
+    assert (first.accepted, first.stored, first.samples) == (3, 2, 2)
+    assert (again.accepted, again.stored, again.samples) == (3, 0, 0)
+    corrected = runner.push("inventory", [count | {"on_hand": 6}])  # same time, new value
     assert (corrected.stored, corrected.samples) == (1, 1)
-    assert store.count(Layer.RAW) == 2
+    assert store.count(Layer.RAW) == 3
     (latest,) = store.records("inventory", 0, FAR, 10, latest=True)
     assert latest.payload["on_hand"] == 6.0
 

@@ -15,6 +15,7 @@ from werk.historian.quality import (
     adjust_quality,
     evaluate,
     evaluate_between,
+    evaluate_groups,
     quality_floor,
     resume,
 )
@@ -76,7 +77,7 @@ def test_noise_within_the_tolerance_is_still_a_flatline_but_a_slow_ramp_is_not()
     rule = QualityRule(tags="#", flatline_s=2, flatline_tolerance=0.5)
     flat = Flag.FLATLINE
     assert _flags(rule, [5, 5.3, 4.8, 5.4, 4.6]) == [0, 0, 0, flat, flat]
-    ramp = [i * 0.3 for i in range(10)]
+    ramp = [i * 0.4 for i in range(10)]  # 1.2 in every 3 s: more than ±0.5 of one value
     assert _flags(rule, ramp) == [0] * 10
 
 
@@ -138,7 +139,6 @@ def _reference(rule: QualityRule, ts: list[int], values: list[float]) -> list[in
             if ts[i] - ts[i - 1] > round(rule.stale_s * S):
                 flags[i] |= Flag.GAP
     good = [i for i, v in enumerate(values) if math.isfinite(v)]
-    start, ref = None, math.nan
     for k, i in enumerate(good):
         v = values[i]
         if (rule.min is not None and v < rule.min) or (rule.max is not None and v > rule.max):
@@ -152,10 +152,12 @@ def _reference(rule: QualityRule, ts: list[int], values: list[float]) -> list[in
             if abs(v - a) > t and abs(v - c) > t and abs(c - a) <= t:
                 flags[i] |= Flag.SPIKE
         if rule.flatline_s is not None:
-            if start is None or abs(v - ref) > rule.flatline_tolerance:
-                start, ref = ts[i], v
-            if ts[i] - start > round(rule.flatline_s * S):
-                flags[i] |= Flag.FLATLINE
+            # the last sample more than flatline_s before, and all since, within the band
+            reach = [j for j in good[:k] if ts[j] < ts[i] - round(rule.flatline_s * S)]
+            if reach:
+                window = [values[j] for j in good if reach[-1] <= j <= i]
+                if max(window) - min(window) <= 2 * rule.flatline_tolerance:
+                    flags[i] |= Flag.FLATLINE
     return flags
 
 
@@ -225,3 +227,27 @@ def test_tiny_batches_keep_their_state(size: int) -> None:
     result = evaluate(rule, TagState(), ts, values)
     assert result.state.last_ts == int(ts[-1])
     assert result.state.prev_value == 1.0
+
+
+@settings(max_examples=200)
+@given(quality_rules, st.lists(st.tuples(series(), st.integers(0, 40)), min_size=1, max_size=5))
+def test_tags_checked_together_get_the_flags_of_each_alone(
+    rule: QualityRule, tags: list[tuple[tuple[list[int], list[float]], int]]
+) -> None:
+    states, stamps, values, bounds = [], [], [], [0]
+    alone_flags, alone = [], []
+    for (ts, data), cut in tags:
+        first = evaluate(rule, TagState(), np.array(ts[:cut], np.int64), np.array(data[:cut]))
+        rest_ts, rest = np.array(ts[cut:], np.int64), np.array(data[cut:], np.float64)
+        alone.append(evaluate(rule, first.state, rest_ts, rest))
+        alone_flags.extend(alone[-1].flags.tolist())
+        states.append(first.state)
+        stamps.extend(ts[cut:])
+        values.extend(data[cut:])
+        bounds.append(len(stamps))
+    together = evaluate_groups(
+        rule, states, np.array(stamps, np.int64), np.array(values, np.float64), np.array(bounds)
+    )
+    assert together.flags.tolist() == alone_flags
+    assert together.states == [a.state for a in alone]
+    assert together.spiked_previous.tolist() == [a.spiked_previous for a in alone]

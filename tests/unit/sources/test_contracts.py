@@ -44,7 +44,7 @@ def test_builtin_contracts_cover_erp_and_crm_tables() -> None:
     assert [c.name for c in catalog.all()] == ["customers", "inventory", "orders", "shipments"]
     inventory = catalog.get("inventory")
     assert inventory.key == ("warehouse", "sku")
-    assert [m.placeholders for m in inventory.measures] == [["warehouse", "sku"]] * 2
+    assert [m.placeholders for m in inventory.measures] == [("warehouse", "sku")] * 2
     with pytest.raises(NotFound, match="known datasets: customers, inventory"):
         catalog.get("invoices")
 
