@@ -45,6 +45,7 @@ format: $(VENV)/.synced
 bench: $(VENV)/.synced
 	$(RUN)/werk bench ingest
 	$(RUN)/werk bench sparkplug
+	$(RUN)/werk bench historian
 
 clean:
 	rm -rf $(VENV) .werk .pytest_cache .mypy_cache .ruff_cache artifacts

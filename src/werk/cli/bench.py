@@ -10,6 +10,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from werk.bench.historian import Backend
 from werk.cli.errors import one_line_errors
 
 bench_app = typer.Typer(help="Benchmarks that print measured figures.", no_args_is_help=True)
@@ -81,4 +82,49 @@ def sparkplug(
     render_sparkplug(report, console)
     if json_path is not None:
         json_path.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
+        console.print(f"figures written to {json_path}")
+
+
+@bench_app.command("historian")
+@one_line_errors
+def historian(
+    duckdb_points: Annotated[
+        int, typer.Option("--duckdb-points", min=1000, help="points written to DuckDB")
+    ] = 100_000_000,
+    postgres_points: Annotated[
+        int, typer.Option("--postgres-points", min=1000, help="points written to PostgreSQL")
+    ] = 20_000_000,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option("--postgres-url", help="an empty database instead of a throwaway server"),
+    ] = None,
+    backend: Annotated[
+        list[Backend] | None, typer.Option("--backend", help="repeat to choose [both]")
+    ] = None,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="repetitions of each query")] = 30,
+    refine_days: Annotated[
+        int, typer.Option("--refine-days", min=0, help="refine the last N days; 0 refines all")
+    ] = 7,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures as JSON to this file")
+    ] = None,
+) -> None:
+    """Measure the historian backends side by side: writes, refinement, queries, bytes/point."""
+    from werk.bench.historian import HistorianBenchOptions, run_historian_bench
+    from werk.bench.historian_report import render_historian
+    from werk.core.logging import configure_logging
+
+    configure_logging("WARNING")
+    options = HistorianBenchOptions(
+        duckdb_points=duckdb_points,
+        postgres_points=postgres_points,
+        postgres_url=postgres_url,
+        backends=tuple(backend) if backend else tuple(Backend),
+        repeat=repeat,
+        refine_days=refine_days or None,
+    )
+    result = run_historian_bench(options, console)
+    render_historian(result, console)
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2))
         console.print(f"figures written to {json_path}")

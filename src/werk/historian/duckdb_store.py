@@ -85,14 +85,15 @@ class DuckDBStore:
 
     def close(self) -> None:
         """Checkpoint and close."""
-        with self._lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                with mapped_errors("close the historian"):
-                    conn.execute("CHECKPOINT")
+        with self._lock, mapped_errors("close the historian"):
+            writer, self._writer = self._writer, None
+            conn, self._conn = self._conn, None
+            if writer is not None:
+                writer.close()
+            if conn is not None:
+                try:
+                    checkpoint(conn)  # a reader still busy defers it to the next open
+                finally:
                     conn.close()
 
     def size_bytes(self) -> int:

@@ -156,6 +156,11 @@ def load(ctx: Context, table: Table, data: pa.Table) -> int:
         return 0
     if table in (Table.RAW, Table.PROCESSED):
         return _load_samples(ctx, table, data)
+    return _load_other(ctx, table, data)
+
+
+def _load_other(ctx: Context, table: Table, data: pa.Table) -> int:
+    """Rollups, KPIs or records: staged, then inserted unless their key is stored."""
     with ctx.pool.transaction(f"load {table} rows") as cur:
         cur.execute("SET LOCAL statement_timeout = 0")
         registered = None
@@ -181,13 +186,20 @@ def conform(table: Table, data: pa.Table) -> pa.Table:
     """The data with exactly the table's Arrow schema, or a validation error."""
     schema = SCHEMAS[table]
     try:
-        return data.select(schema.names).cast(schema)
+        data = data.select(schema.names).cast(schema)
     except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
         raise ValidationFailed(
             f"data for {table} needs the columns {', '.join(schema.names)}: {exc}",
             code="bad_schema",
             table=str(table),
         ) from exc
+    # the name and the time are needed before PostgreSQL sees the rows (tag ids, partitions)
+    gaps = [name for name in schema.names[:3] if data[name].null_count]
+    if gaps:
+        raise ValidationFailed(
+            f"data for {table} has empty {', '.join(gaps)}", code="bad_schema", table=str(table)
+        )
+    return data
 
 
 def _load_samples(ctx: Context, table: Table, data: pa.Table) -> int:

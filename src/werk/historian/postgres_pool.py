@@ -170,11 +170,12 @@ def _dropped(conn: psycopg.Connection[Any]) -> bool:
     """Whether the server closed an idle connection (it then sends a notice or EOF)."""
     if conn.closed or conn.broken:
         return True
+    poller = select.poll()  # not select(): it fails on descriptors above 1023
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _rolled_back(conn: psycopg.Connection[Any]) -> bool:

@@ -150,17 +150,13 @@ def table(name: str) -> sql.Identifier:
     return sql.Identifier(SCHEMA, name)
 
 
-def span_of(us: int) -> int:
-    """The index of the 7-day span holding a Unix microsecond stamp."""
-    return us // SPAN_US
-
-
 class Layout:
     """How the sample tables are split by time, and which spans exist."""
 
     def __init__(self, timescale: bool) -> None:
         self.timescale = timescale
-        self.spans: dict[str, set[int]] = {name: set() for name in SAMPLE_TABLES}
+        # replaced, never changed in place: readers iterate without the lock
+        self.spans: dict[str, frozenset[int]] = {name: frozenset() for name in SAMPLE_TABLES}
         self._lock = threading.Lock()
 
     @property
@@ -173,8 +169,10 @@ class Layout:
     def load(self, cur: psycopg.Cursor[Any]) -> None:
         """Read the spans that hold data."""
         cur.execute(statement("SELECT tbl, span FROM {s}.spans"))
-        for name, span in cur.fetchall():
-            self.spans[name].add(span)
+        rows = cur.fetchall()
+        with self._lock:
+            for name in SAMPLE_TABLES:
+                self.spans[name] = frozenset(span for table, span in rows if table == name)
 
     def ensure(self, pool: Pool, name: str, spans: Iterable[int]) -> None:
         """Make sure every span exists before rows are written into it."""
@@ -189,7 +187,7 @@ class Layout:
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
                     for span in chunk:
                         self._add(cur, name, span)
-                self.spans[name].update(chunk)
+                self.spans[name] = self.spans[name] | set(chunk)
 
     @contextmanager
     def guard(self, name: str) -> Iterator[None]:
@@ -203,12 +201,13 @@ class Layout:
         except StorageUnavailable as exc:
             if exc.code == "partition_missing":
                 with self._lock:
-                    self.spans[name].clear()
+                    self.spans[name] = frozenset()
             raise
 
     def forget(self, name: str, spans: Iterable[int]) -> None:
         """Drop spans from the cache after their partitions were dropped."""
-        self.spans[name].difference_update(spans)
+        with self._lock:
+            self.spans[name] = self.spans[name] - set(spans)
 
     def _add(self, cur: psycopg.Cursor[Any], name: str, span: int) -> None:
         if not self.timescale:

@@ -65,6 +65,7 @@ class PostgresStore:
 
     def open(self) -> None:
         """Create or migrate the schema, choose the partitioning, load the tag dictionary."""
+        self._pool.close()
         self._pool = Pool(self.url, self._pool_size, STATEMENT_TIMEOUT_S, POOL_WAIT_S)
         try:
             self._layout = create(self._pool)

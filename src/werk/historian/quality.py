@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -32,8 +32,7 @@ BAD: Final = 2
 BAD_FLAGS: Final = int(Flag.RANGE | Flag.NOT_FINITE)
 
 
-@dataclass(frozen=True, slots=True)
-class TagState:
+class TagState(NamedTuple):
     """What the rules of one tag remember between batches (timestamps in ns)."""
 
     last_ts: int | None = None  # newest sample, whatever its value
@@ -107,16 +106,16 @@ def _evaluate_groups(
     picked: slice | IntArray = slice(None) if finite.all() else np.flatnonzero(finite)
     series = Series.of(ts[picked], values[picked], group[picked])
     spiked = np.zeros(len(states), dtype=np.bool_)
-    runs = None
+    tails = None
     if rule is not None and len(ts):
         before = _before(states)
         if rule.stale_s is not None:
             gaps = kernels.gap(rule.stale_s, Series.of(ts, values, group), before)
             flags[gaps] |= _bit(Flag.GAP)
         if len(series.ts):
-            found, spiked, runs = _value_rules(rule, series, before, states)
+            found, spiked, tails = _value_rules(rule, series, before, states)
             flags[picked] |= found
-    return GroupEvaluation(flags, _after(states, rule, series, runs, ts, bounds), spiked)
+    return GroupEvaluation(flags, _after(states, series, tails, ts, bounds), spiked)
 
 
 def _bit(flag: Flag) -> np.uint16:
@@ -126,7 +125,7 @@ def _bit(flag: Flag) -> np.uint16:
 def _value_rules(
     rule: QualityRule, series: Series, before: Before, states: Sequence[TagState]
 ) -> tuple[FlagArray, BoolArray, _Tails | None]:
-    """Flags of the value rules over finite samples, spikes of carried samples, the runs."""
+    """Flags of the value rules over finite samples, spikes of carried samples, flat tails."""
     flags = np.zeros(len(series.ts), dtype=np.uint16)
     if rule.min is not None or rule.max is not None:
         flags[kernels.out_of_range(rule.min, rule.max, series.values)] |= _bit(Flag.RANGE)
@@ -157,7 +156,6 @@ def _before(states: Sequence[TagState]) -> Before:
 
 def _after(
     states: Sequence[TagState],
-    rule: QualityRule | None,
     series: Series,
     tails: _Tails | None,
     ts: IntArray,
@@ -177,9 +175,7 @@ def _after(
         prev2 = old.prev_value if math.isnan(prev2) else prev2
         after[g] = TagState(newest.pop(g), prev_ts, prev, prev2, flat_ts, flat_values)
     for g, last_ts in newest.items():  # groups without finite samples
-        old = after[g]
-        after[g] = TagState(last_ts, old.prev_ts, old.prev_value, old.prev2_value,
-                            old.flat_ts, old.flat_values)  # fmt: skip
+        after[g] = after[g]._replace(last_ts=last_ts)
     return after
 
 

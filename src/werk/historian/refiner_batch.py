@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -48,6 +49,11 @@ def conversion(
     source = published or rule.unit
     if target is None or source is None:
         return None, False
+    return _between(source, target)
+
+
+@lru_cache(maxsize=4096)
+def _between(source: str, target: str) -> tuple[Converter | None, bool]:
     try:
         return converter(source, target), False
     except ValidationFailed:
@@ -142,13 +148,13 @@ class BatchPass:
 
     def _classify(self) -> None:
         """Values as numbers; rules apply to numeric rows of tags that are not boolean."""
-        raw, src = self._raw, self._order.tolist()
-        objects = [raw.value[i] for i in src]
-        self._numeric = np.fromiter((v is not None for v in objects), np.bool_, len(src))
-        self._values = np.array(objects, dtype=np.float64)
+        raw, order = self._raw, self._order
+        nothing = np.array(None, dtype=object)
+        self._numeric = np.not_equal(np.array(raw.value, dtype=object), nothing)[order]
+        self._values = np.array(raw.value, dtype=np.float64)[order]  # None becomes NaN
         boolean = np.array([n in raw.boolean_tags for n in self._names], dtype=np.bool_)
         self._checked = self._numeric & ~boolean[self._codes]
-        self._flags = np.zeros(len(src), dtype=np.uint16)
+        self._flags = np.zeros(len(order), dtype=np.uint16)
         broken = self._checked & ~np.isfinite(self._values)
         self._flags[broken] = np.uint16(Flag.NOT_FINITE)
         self._checked_codes = np.unique(self._codes[self._checked]).tolist()
@@ -253,21 +259,19 @@ class BatchPass:
                 self._done.changes[self._names[code]] = Known(TagState(last_ts=newest), None)
 
     def _assemble(self) -> None:
-        raw, src = self._raw, self._order.tolist()
-        quality = np.asarray(raw.quality, dtype=np.uint8)[self._order]
-        quality = adjust_quality(quality, self._flags)
+        raw, order = self._raw, self._order
+        quality = adjust_quality(np.asarray(raw.quality, dtype=np.uint8)[order], self._flags)
         values: list[float | None] = self._values.tolist()
         for i in np.flatnonzero(~self._numeric).tolist():
             values[i] = None
-        codes = self._codes.tolist()
         rows = ProcessedColumns(
-            tag=[self._names[c] for c in codes],
+            tag=np.array(self._names, dtype=object)[self._codes].tolist(),
             ts_ns=self._ts.tolist(),
-            ingest_ns=[raw.ingest_ns[i] for i in src],
+            ingest_ns=np.asarray(raw.ingest_ns, dtype=np.int64)[order].tolist(),
             value=values,
-            text=[raw.text[i] for i in src],
+            text=np.array(raw.text, dtype=object)[order].tolist(),
             quality=quality.tolist(),
-            msg_id=[raw.msg_id[i] for i in src],
+            msg_id=np.asarray(raw.msg_id, dtype=np.int64)[order].tolist(),
             boolean_tags=set(raw.boolean_tags),
             flags=self._flags.tolist(),
         )
@@ -288,8 +292,10 @@ class BatchPass:
         numeric = self._numeric
         keys = rollup_keys(self._names, self._codes[numeric], self._ts[numeric])
         extra_codes = np.asarray(self._extra_codes, dtype=np.int64)
-        keys.extend(rollup_keys(self._names, extra_codes, np.asarray(self._extra.ts_ns, np.int64)))
-        self._done.keys = list(dict.fromkeys(keys))
+        extra = rollup_keys(self._names, extra_codes, np.asarray(self._extra.ts_ns, np.int64))
+        if extra:  # the keys of the rows are distinct; a re-stored sample may repeat one
+            keys.extend(set(extra) - set(keys))
+        self._done.keys = keys
 
     def _count(self) -> None:
         """Add up the flags per tag and flag name (a spike found later counts once)."""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -19,8 +18,7 @@ _LOAD_CHUNK: Final = 5000
 _STORED_LIMIT: Final = 20_000
 
 
-@dataclass(frozen=True, slots=True)
-class Tail:
+class Tail(NamedTuple):
     """The newest finite processed sample of a tag as stored (to flag it again later)."""
 
     ts_ns: int
@@ -31,8 +29,7 @@ class Tail:
     flags: int
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
+class Known(NamedTuple):
     """A tag's rule state and newest finite sample."""
 
     state: TagState

@@ -47,7 +47,10 @@ def reprocess_tag(
     mark: int,
     tag_units: TagUnits | None,
 ) -> int:
-    """Refine the raw samples of `tag` in [start, end) again, page by page; return how many."""
+    """Refine the raw samples of `tag` in [start, end) again, page by page.
+
+    Returns how many samples (one per timestamp) were refined.
+    """
     start_ns, end_ns = span
     known = known_after(store, tag, rule, store.previous(tag, start_ns))
     cursor, total = start_ns, 0
@@ -56,9 +59,10 @@ def reprocess_tag(
         if not page:
             break
         points, cursor, last = _cut(page, end_ns)
-        rows, keys, known = _refine_page(store, tag, rule, _arrays(points), known, last, tag_units)
+        arrays = _arrays(points)
+        rows, keys, known = _refine_page(store, tag, rule, arrays, known, last, tag_units)
         store.refine(rows, keys, mark)
-        total += len(points)
+        total += len(arrays.points)
         if last:
             break
     return total

@@ -42,9 +42,12 @@ class QualityRule(BaseModel):
         default=None, description="largest change per second (canonical units)"
     )
     flatline_s: PositiveSeconds | None = Field(
-        default=None, description="longest time the value may stay within the tolerance"
+        default=None,
+        description="longest time the values may stay within ±flatline_tolerance of one value",
     )
-    flatline_tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    flatline_tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0.0, description="half the width of the band a flat signal stays in"
+    )
     stale_s: PositiveSeconds | None = Field(
         default=None, description="longest allowed time between two samples"
     )

@@ -27,15 +27,16 @@ def registry() -> pint.UnitRegistry[float]:
 
 
 @lru_cache(maxsize=4096)
-def _parse(text: str) -> pint.Unit:
+def _canonical(text: str) -> str | None:
+    """The canonical spelling, None for text that is not a unit (remembered either way)."""
     if not text.strip() or len(text) > _MAX_UNIT_CHARS:
-        raise _unknown(text)
+        return None
     try:
-        return registry().parse_units(text)
+        return str(registry().parse_units(text))
     # pint's parser raises assorted built-in errors on malformed text (AssertionError,
     # tokenize.TokenError, TypeError, ...), not only its own
-    except Exception as exc:
-        raise _unknown(text) from exc
+    except Exception:
+        return None
 
 
 def _unknown(text: str) -> ValidationFailed:
@@ -44,7 +45,10 @@ def _unknown(text: str) -> ValidationFailed:
 
 def check_unit(text: str) -> str:
     """The canonical spelling of a unit, e.g. ``degC`` -> ``degree_Celsius``."""
-    return str(_parse(text))
+    canonical = _canonical(text)
+    if canonical is None:
+        raise _unknown(text)
+    return canonical
 
 
 def converter(source: str, target: str) -> Converter:

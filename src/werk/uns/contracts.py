@@ -65,7 +65,7 @@ Scalar = (
     StrictBool
     | Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
     | StrictFloat
-    | Annotated[StrictStr, StringConstraints(max_length=MAX_TEXT_CHARS)]
+    | Annotated[StrictStr, StringConstraints(max_length=MAX_TEXT_CHARS, pattern=r"^[^\x00]*$")]
 )
 Timestamp = int | datetime
 MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -314,7 +314,7 @@ def _scalar_message(value: object) -> str:
     if isinstance(value, float):
         return f"must be a finite number, a boolean or a string, got {value!r}"
     kind = "null" if value is None else type(value).__name__
-    limit = f"at most {MAX_TEXT_CHARS} characters"
+    limit = f"at most {MAX_TEXT_CHARS} characters, no NUL"
     return f"must be a finite number, a boolean or a string ({limit}), got {kind}"
 
 

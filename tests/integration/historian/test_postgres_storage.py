@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
+import pyarrow as pa
 import pytest
 from tests.postgres_server import PostgresServer
 
@@ -223,3 +224,19 @@ def test_a_partition_dropped_by_another_process_comes_back_on_retry(
         store.write(late)  # this process still took the week for granted
     assert store.write(late) == 1  # the writer's retry recreates it
     assert [p.msg_id for p in store.points(TAG, T0, T0 + 7 * DAY, 10)] == [50]
+
+
+def test_loaded_rows_without_a_name_or_a_required_value_are_refused(store: PostgresStore) -> None:
+    good = next(iter(_exported(store)))
+    no_tag = good.set_column(0, "tag", pa.nulls(good.num_rows, pa.string()))
+    other = good.set_column(7, "msg_id", pa.array([999] * good.num_rows, pa.int64()))
+    no_quality = other.set_column(6, "quality", pa.nulls(good.num_rows, pa.uint8()))
+    for bad in (no_tag, no_quality):
+        with pytest.raises(ValidationFailed):
+            store.load(Table.RAW, bad)
+    assert store.count() == 1 and store.raw_after(0, 10).through == 1
+
+
+def _exported(store: PostgresStore) -> list[pa.Table]:
+    store.write(_samples([T0]))
+    return list(store.scan(Table.RAW, 0, T0 + DAY))

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import wait_until
+
 from werk.core.errors import StorageUnavailable, ValidationFailed
-from werk.historian import DuckDBStore, Flag, Layer, RawColumns
+from werk.historian import DuckDBStore, Flag, Layer, RawColumns, refiner_reprocess
 from werk.historian.refiner import Refiner
 from werk.historian.rules import QualityRule, RuleSet
 
@@ -72,7 +72,7 @@ def test_raw_samples_become_processed_in_canonical_units_with_flags(store: DuckD
         (2.0, 10.0, 0, 0),
         (3.0, 110.0, 2, Flag.RANGE | Flag.RATE),
     ]
-    ts, value, quality, flags = _processed(store, TEMP)[4]
+    _, value, quality, flags = _processed(store, TEMP)[4]
     assert math.isnan(value) and (quality, flags) == (2, Flag.NOT_FINITE)  # type: ignore[arg-type]
     stats = refiner.stats()
     assert (stats.mark, stats.newest_batch, stats.refined) == (1, 1, 5)
@@ -247,3 +247,22 @@ def test_rules_that_change_apply_to_data_refined_afterwards(store: DuckDBStore) 
     store.write(_raw(TEMP, [(1, 500.0)]))
     refiner.run_once()
     assert [f for _, _, _, f in _processed(store, TEMP)] == [0, Flag.RANGE]
+
+
+def test_reprocessing_pages_through_long_ranges_and_duplicates(
+    store: DuckDBStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refiner_reprocess, "PAGE_ROWS", 4)
+    rules = Rules()
+    values = [10.0, 10.0, 10.0, 10.0, 40.0, 10.0, 10.0, 10.0, 10.0, 10.0, 70.0]
+    store.write(_raw(TEMP, list(enumerate(values))))
+    store.write(_raw(TEMP, [(3, 10.0), (4, 40.0)]))  # the same samples again, newer
+    refiner = _refiner(store, rules)
+    refiner.run_once()
+    rules.current = RuleSet([QualityRule(tags="#", spike=5)])
+    result = refiner.reprocess("#", T0, T0 + 10 * S)  # the spike at 10 s lies outside
+    assert (result.tags, result.samples) == (1, 10)
+    spiked = [ts for ts, _, _, f in _processed(store, TEMP) if f & Flag.SPIKE]
+    assert spiked == [4.0]
+    assert store.count(Layer.PROCESSED) == 11
+    assert _rollup(store, 60, T0) == (11, 200.0, 1, 0)

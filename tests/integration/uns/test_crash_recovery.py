@@ -86,8 +86,8 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     werk = _start_werk(tmp_path / "data", mosquitto_persistent, http_port)
     try:
         after_restart = wait_until(lambda: _health(http_port), timeout=10)
-        url = f"http://127.0.0.1:{http_port}/api/v1/history/{NODE}/seq?layer=raw"
-        params = {"start": "2000-01-01T00:00:00Z", "limit": 10_000}
+        url = f"http://127.0.0.1:{http_port}/api/v1/history/{NODE}/seq"
+        params = {"start": "2000-01-01T00:00:00Z", "limit": 10_000, "layer": "raw"}
         points = wait_until(
             lambda: len(p := httpx.get(url, params=params).json()["points"]) >= TOTAL and p,
             timeout=60,

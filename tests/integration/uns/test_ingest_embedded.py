@@ -146,7 +146,9 @@ def test_api_errors_are_problem_json(client: TestClient) -> None:
     invalid = client.post("/api/v1/publish", json={"tag": f"{NODE}/x", "value": [1]})
     assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
     assert client.get("/api/v1/values", params={"filter": "a/#/b"}).json()["code"] == "bad_filter"
-    assert client.get(f"/api/v1/history/{NODE}/x", params={"bucket": "fast", "layer": "raw"}).status_code in (
+    assert client.get(
+        f"/api/v1/history/{NODE}/x", params={"bucket": "fast", "layer": "raw"}
+    ).status_code in (
         404,
         422,
     )
@@ -186,7 +188,7 @@ def test_quarantine_overflow_policy_keeps_every_message(tmp_path) -> None:  # ty
             "/api/v1/quarantine", params={"reason": "queue_overflow", "limit": 1}
         ).json()
         assert page["total"] == ingest["overflowed"]
-        stored = client.get(f"/api/v1/history/{NODE}/burst", params={"limit": 5000, "layer": "raw"}).json()[
-            "points"
-        ]
+        stored = client.get(
+            f"/api/v1/history/{NODE}/burst", params={"limit": 5000, "layer": "raw"}
+        ).json()["points"]
         assert len(stored) == ingest["accepted"]

@@ -44,7 +44,9 @@ def test_values_from_mosquitto_reach_rest_and_history(mosquitto: int, tmp_path: 
                 client.get("/api/v1/values", params={"filter": f"{NODE}/#"}).json()["total"] == 3
             )
         )
-        history = client.get(f"/api/v1/history/{NODE}/force", params={"bucket": "1m", "layer": "raw"}).json()
+        history = client.get(
+            f"/api/v1/history/{NODE}/force", params={"bucket": "1m", "layer": "raw"}
+        ).json()
         assert history["buckets"][0]["max"] == 812.0
         (record,) = wait_until(lambda: client.get("/api/v1/quarantine").json()["items"])
         assert record["reason"] == "not_json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -207,7 +208,7 @@ def test_batches_give_the_flags_of_one_pass(
     bounds = sorted({0, len(ts), *(c for c in cuts if c <= len(ts))})
     state, pieces = TagState(), []
     last_finite: int | None = None
-    for begin, end in zip(bounds, bounds[1:], strict=False):
+    for begin, end in itertools.pairwise(bounds):
         result = evaluate(rule, state, ts[begin:end], values[begin:end])
         if result.spiked_previous:
             assert last_finite is not None

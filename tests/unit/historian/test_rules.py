@@ -165,7 +165,7 @@ def test_rules_are_saved_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "saved.toml"
     rules.save(path)
     assert RuleSet.load(path) == rules
-    assert "canonical_unit = \"degC\"" in path.read_text()
+    assert 'canonical_unit = "degC"' in path.read_text()
 
 
 numbers = st.floats(-1e12, 1e12, allow_nan=False, allow_infinity=False)
