@@ -73,10 +73,12 @@ def write(cur: duckdb.DuckDBPyConnection, state: State, rows: RawColumns) -> int
         ids, ingest, stamps = int64s(rows.msg_id), micros(rows.ingest_ns), micros(rows.ts_ns)
         messages, seqs = _messages(ids, ingest, state.next_seq)
         raw = _raw_table(rows, tag_ids, stamps, seqs)
-        newest = newest_rows(tag_ids.to_numpy(), stamps)
+        by_tag = tag_ids.to_numpy()
+        newest = newest_rows(by_tag, stamps)
         latest = raw.take(newest).drop_columns(["msg_seq"])
         latest = latest.append_column("msg_id", pa.array(ids[newest]))
         latest = latest.append_column("ingest_ts", us_array(ingest[newest]))
+        raw = raw.take(np.argsort(by_tag, kind="stable"))
     first, end = state.next_seq, state.next_seq + messages.num_rows
     with (
         registered(cur, "incoming_messages", messages),
