@@ -9,8 +9,7 @@ import duckdb
 import pyarrow as pa
 
 from werk.core.errors import ValidationFailed
-from werk.historian.duckdb_raw import add_batch, assign_seqs
-from werk.historian.duckdb_refine import LATEST_PROCESSED
+from werk.historian.duckdb_raw import add_batch
 from werk.historian.duckdb_schema import US, State, ceil_us, query, registered, scalar
 from werk.historian.layers import SCHEMAS, Table
 
@@ -90,7 +89,16 @@ _STORE_LOADED: Final = {
         """INSERT INTO processed
            SELECT l.tag_id, l.ts, l.value, l.text, l.quality, l.flags, s.msg_seq
            FROM loading l JOIN seqs s USING (msg_id, ingest_ts)""",
-        LATEST_PROCESSED.replace("{source}", "loading"),
+        """INSERT INTO latest_processed
+           SELECT tag_id, s.ts, s.value, s.text, s.quality, s.flags, s.msg_id, s.ingest_ts FROM (
+               SELECT tag_id, arg_max({'ts': ts, 'value': value, 'text': text,
+                   'quality': quality, 'flags': flags, 'msg_id': msg_id,
+                   'ingest_ts': ingest_ts}, ts) AS s
+               FROM loading GROUP BY tag_id)
+           ON CONFLICT (tag_id) DO UPDATE SET ts = excluded.ts, value = excluded.value,
+               text = excluded.text, quality = excluded.quality, flags = excluded.flags,
+               msg_id = excluded.msg_id, ingest_ts = excluded.ingest_ts
+           WHERE excluded.ts >= latest_processed.ts""",
     ),
 }
 _LOAD_OTHER: Final = {
@@ -192,7 +200,7 @@ def _store_loaded(cur: duckdb.DuckDBPyConnection, state: State, table: Table) ->
     added = scalar(cur, "SELECT count(*) FROM loading", [])
     if added:
         first = state.next_seq
-        end = assign_seqs(cur, state, "loading", reuse=table is Table.PROCESSED)
+        end = _assign_seqs(cur, state, reuse=table is Table.PROCESSED)
         for statement in _STORE_LOADED[table]:
             cur.execute(statement)
         cur.execute("DROP TABLE seqs")
@@ -228,3 +236,41 @@ def _staged(state: State, table: Table, data: pa.Table) -> pa.Table:
             columns[field.name] = column
     columns["ord"] = pa.array(range(data.num_rows), pa.int64())
     return pa.table(columns)
+
+
+_PAIRS: Final = (
+    "CREATE OR REPLACE TEMP TABLE pairs AS SELECT DISTINCT msg_id, ingest_ts FROM loading"
+)
+_KNOWN_SEQS: Final = """
+    CREATE OR REPLACE TEMP TABLE seqs AS
+    SELECT p.msg_id, p.ingest_ts, min(m.msg_seq) AS msg_seq
+    FROM pairs p JOIN messages m ON m.msg_id = p.msg_id AND m.ingest_ts = p.ingest_ts
+    WHERE m.ingest_ts BETWEEN (SELECT min(ingest_ts) FROM pairs)
+                          AND (SELECT max(ingest_ts) FROM pairs)
+    GROUP BY p.msg_id, p.ingest_ts
+"""
+_NO_SEQS: Final = """
+    CREATE OR REPLACE TEMP TABLE seqs (msg_id BIGINT, ingest_ts TIMESTAMP, msg_seq BIGINT)
+"""
+_NEW_SEQS: Final = """
+    INSERT INTO seqs SELECT p.msg_id, p.ingest_ts,
+        ? + row_number() OVER (ORDER BY p.ingest_ts, p.msg_id) - 1
+    FROM pairs p ANTI JOIN seqs s USING (msg_id, ingest_ts)
+"""
+
+
+def _assign_seqs(cur: duckdb.DuckDBPyConnection, state: State, *, reuse: bool) -> int:
+    """Fill temp table `seqs(msg_id, ingest_ts, msg_seq)` for the messages being loaded.
+
+    With `reuse` a message already stored keeps its number; the others are added to
+    `messages` with the next numbers. Returns the first number after those given.
+    """
+    cur.execute(_PAIRS)
+    cur.execute(_KNOWN_SEQS if reuse else _NO_SEQS)
+    new = scalar(cur, _NEW_SEQS, [state.next_seq])
+    cur.execute(
+        "INSERT INTO messages SELECT msg_seq, msg_id, ingest_ts FROM seqs WHERE msg_seq >= ?",
+        [state.next_seq],
+    )
+    cur.execute("DROP TABLE pairs")
+    return state.next_seq + new

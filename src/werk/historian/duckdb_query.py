@@ -37,21 +37,21 @@ _POINTS: Final = {
         ORDER BY p.ts DESC LIMIT ?""",
 }
 
+# NULL values (text samples) drop out of the aggregates; filtering them in WHERE instead
+# would make DuckDB read the value column of every row in the time range.
 _BUCKETS: Final = {
     Layer.RAW: """
-        SELECT epoch_us(ts) // $b * $b AS bucket, count(*), min(value), max(value),
+        SELECT epoch_us(ts) // $b * $b AS bucket, count(value), min(value), max(value),
                avg(value), arg_min(value, ts), arg_max(value, ts)
         FROM raw
         WHERE tag_id = $tag AND ts >= make_timestamp($start) AND ts < make_timestamp($end)
-          AND value IS NOT NULL
-        GROUP BY bucket ORDER BY bucket""",
+        GROUP BY bucket HAVING count(value) > 0 ORDER BY bucket""",
     Layer.PROCESSED: """
-        SELECT epoch_us(ts) // $b * $b AS bucket, count(*), min(value), max(value),
-               avg(value), arg_min(value, ts), arg_max(value, ts)
-        FROM processed
-        WHERE tag_id = $tag AND ts >= make_timestamp($start) AND ts < make_timestamp($end)
-          AND value IS NOT NULL AND quality <> 2
-        GROUP BY bucket ORDER BY bucket""",
+        SELECT epoch_us(ts) // $b * $b AS bucket, count(v), min(v), max(v), avg(v),
+               arg_min(v, ts), arg_max(v, ts)
+        FROM (SELECT ts, CASE WHEN quality <> 2 THEN value END AS v FROM processed
+              WHERE tag_id = $tag AND ts >= make_timestamp($start) AND ts < make_timestamp($end))
+        GROUP BY bucket HAVING count(v) > 0 ORDER BY bucket""",
     Layer.BUSINESS: """
         SELECT epoch_us(start) // $b * $b AS bucket, sum(count)::BIGINT, min(min), max(max),
                sum(sum) / sum(count), arg_min(first, first_ts), arg_max(last, last_ts)

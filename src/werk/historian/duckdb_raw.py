@@ -17,7 +17,6 @@ from werk.historian.duckdb_schema import (
     micros,
     query,
     registered,
-    scalar,
     us_array,
 )
 from werk.historian.layers import RawBatch
@@ -68,17 +67,9 @@ _EXISTING: Final = """
 def write(cur: duckdb.DuckDBPyConnection, state: State, rows: RawColumns) -> int:
     """Append rows as the next write batch (inside the caller's transaction)."""
     _check_lengths(rows)
-    tag_ids = _tag_ids(cur, state, rows)
+    tag_ids = tag_id_array(cur, state, rows.tag, rows.boolean_tags)
     with checked_rows("raw rows"):
-        ids, ingest, stamps = int64s(rows.msg_id), micros(rows.ingest_ns), micros(rows.ts_ns)
-        messages, seqs = _messages(ids, ingest, state.next_seq)
-        raw = _raw_table(rows, tag_ids, stamps, seqs)
-        by_tag = tag_ids.to_numpy()
-        newest = newest_rows(by_tag, stamps)
-        latest = raw.take(newest).drop_columns(["msg_seq"])
-        latest = latest.append_column("msg_id", pa.array(ids[newest]))
-        latest = latest.append_column("ingest_ts", us_array(ingest[newest]))
-        raw = raw.take(np.argsort(by_tag, kind="stable"))
+        messages, raw, latest = _tables(rows, tag_ids, state.next_seq)
     first, end = state.next_seq, state.next_seq + messages.num_rows
     with (
         registered(cur, "incoming_messages", messages),
@@ -92,15 +83,33 @@ def write(cur: duckdb.DuckDBPyConnection, state: State, rows: RawColumns) -> int
     return len(rows)
 
 
-def _tag_ids(cur: duckdb.DuckDBPyConnection, state: State, rows: RawColumns) -> pa.Array:
-    """The rows' tag ids, registering unknown tags (and newly boolean ones) on the way."""
-    if not rows.boolean_tags <= state.boolean:
-        state.register(cur, rows.tag, rows.boolean_tags)
+def _tables(
+    rows: RawColumns, tag_ids: pa.Array, first_seq: int
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """The batch's new messages, its raw rows, and the newest row of each tag."""
+    ids, ingest, stamps = int64s(rows.msg_id), micros(rows.ingest_ns), micros(rows.ts_ns)
+    messages, seqs = _messages(ids, ingest, first_seq)
+    raw = _raw_table(rows, tag_ids, stamps, seqs)
+    by_tag = tag_ids.to_numpy()
+    newest = newest_rows(by_tag, stamps)
+    latest = raw.take(newest).drop_columns(["msg_seq"])
+    latest = latest.append_column("msg_id", pa.array(ids[newest]))
+    latest = latest.append_column("ingest_ts", us_array(ingest[newest]))
+    # The rows of a tag together: tag_id becomes runs, which DuckDB filters quickly.
+    return messages, raw.take(np.argsort(by_tag, kind="stable")), latest
+
+
+def tag_id_array(
+    cur: duckdb.DuckDBPyConnection, state: State, tags: list[str], booleans: set[str]
+) -> pa.Array:
+    """The ids of the tags, registering unknown tags (and newly boolean ones) on the way."""
+    if not booleans <= state.boolean:
+        state.register(cur, tags, booleans)
     try:
-        return pa.array(list(map(state.ids.__getitem__, rows.tag)), pa.int32())
+        return pa.array(list(map(state.ids.__getitem__, tags)), pa.int32())
     except KeyError:
-        state.register(cur, rows.tag, rows.boolean_tags)
-        return pa.array(list(map(state.ids.__getitem__, rows.tag)), pa.int32())
+        state.register(cur, tags, booleans)
+        return pa.array(list(map(state.ids.__getitem__, tags)), pa.int32())
 
 
 def newest_rows(
@@ -130,33 +139,45 @@ def _check_lengths(rows: RawColumns) -> None:
         raise ValidationFailed("raw columns differ in length", code="bad_rows")
 
 
-def _messages(
-    ids: npt.NDArray[np.int64], ingest: npt.NDArray[np.int64], first_seq: int
-) -> tuple[pa.Table, npt.NDArray[np.int64]]:
-    """The batch's messages, numbered from `first_seq`, and each row's message number.
+def message_runs(
+    ids: npt.NDArray[np.int64], ingest: npt.NDArray[np.int64]
+) -> tuple[list[tuple[int, int]], npt.NDArray[np.int64]]:
+    """The distinct (msg_id, ingest) pairs in order of appearance, and each row's pair.
 
-    Rows of one message usually sit together, so the work is per run of equal
-    (msg_id, ingest) pairs; a message split over several runs keeps one number.
+    Rows of one message usually sit together, so the work is per run of equal pairs;
+    a message split over several runs is still one pair.
     """
     run_start = np.empty(len(ids), dtype=np.bool_)
     run_start[0] = True
     np.not_equal(ids[1:], ids[:-1], out=run_start[1:])
     run_start[1:] |= ingest[1:] != ingest[:-1]
     starts = np.flatnonzero(run_start)
-    numbers: dict[tuple[int, int], int] = {}
-    run_seq = [
-        numbers.setdefault(key, first_seq + len(numbers))
+    pairs: dict[tuple[int, int], int] = {}
+    run_pair = [
+        pairs.setdefault(key, len(pairs))
         for key in zip(ids[starts].tolist(), ingest[starts].tolist(), strict=True)
     ]
-    seqs = np.asarray(run_seq, dtype=np.int64)[np.cumsum(run_start) - 1]
-    table = pa.table(
+    return list(pairs), np.asarray(run_pair, dtype=np.int64)[np.cumsum(run_start) - 1]
+
+
+def messages_table(pairs: list[tuple[int, int]], seqs: npt.NDArray[np.int64]) -> pa.Table:
+    """Rows of `messages` for (msg_id, ingest) pairs numbered `seqs`."""
+    return pa.table(
         {
-            "msg_seq": pa.array(np.arange(first_seq, first_seq + len(numbers)), pa.int64()),
-            "msg_id": pa.array([key[0] for key in numbers], pa.int64()),
-            "ingest_ts": us_array(np.asarray([key[1] for key in numbers], dtype=np.int64)),
+            "msg_seq": pa.array(seqs, pa.int64()),
+            "msg_id": pa.array([pair[0] for pair in pairs], pa.int64()),
+            "ingest_ts": us_array(np.asarray([pair[1] for pair in pairs], dtype=np.int64)),
         }
     )
-    return table, seqs
+
+
+def _messages(
+    ids: npt.NDArray[np.int64], ingest: npt.NDArray[np.int64], first_seq: int
+) -> tuple[pa.Table, npt.NDArray[np.int64]]:
+    """The batch's messages, numbered from `first_seq`, and each row's message number."""
+    pairs, row_pair = message_runs(ids, ingest)
+    seqs = np.arange(first_seq, first_seq + len(pairs), dtype=np.int64)
+    return messages_table(pairs, seqs), row_pair + first_seq
 
 
 def _raw_table(
@@ -228,45 +249,3 @@ def boolean_tags(cur: duckdb.DuckDBPyConnection, tags: list[str]) -> set[str]:
     sql = "SELECT path FROM tags WHERE boolean AND list_contains(?, path)"
     distinct = list(dict.fromkeys(tags))
     return {row[0] for row in cur.execute(sql, [distinct]).fetchall()} if distinct else set()
-
-
-_PAIRS: Final = {
-    "incoming_processed": """CREATE OR REPLACE TEMP TABLE pairs AS
-        SELECT DISTINCT msg_id, ingest_ts FROM incoming_processed""",
-    "loading": """CREATE OR REPLACE TEMP TABLE pairs AS
-        SELECT DISTINCT msg_id, ingest_ts FROM loading""",
-}
-_KNOWN_SEQS: Final = """
-    CREATE OR REPLACE TEMP TABLE seqs AS
-    SELECT p.msg_id, p.ingest_ts, min(m.msg_seq) AS msg_seq
-    FROM pairs p JOIN messages m ON m.msg_id = p.msg_id AND m.ingest_ts = p.ingest_ts
-    WHERE m.ingest_ts BETWEEN (SELECT min(ingest_ts) FROM pairs)
-                          AND (SELECT max(ingest_ts) FROM pairs)
-    GROUP BY p.msg_id, p.ingest_ts
-"""
-_NO_SEQS: Final = """
-    CREATE OR REPLACE TEMP TABLE seqs (msg_id BIGINT, ingest_ts TIMESTAMP, msg_seq BIGINT)
-"""
-_NEW_SEQS: Final = """
-    INSERT INTO seqs SELECT p.msg_id, p.ingest_ts,
-        ? + row_number() OVER (ORDER BY p.ingest_ts, p.msg_id) - 1
-    FROM pairs p ANTI JOIN seqs s USING (msg_id, ingest_ts)
-"""
-
-
-def assign_seqs(cur: duckdb.DuckDBPyConnection, state: State, source: str, *, reuse: bool) -> int:
-    """Fill temp table `seqs(msg_id, ingest_ts, msg_seq)` for the messages of `source`.
-
-    With `reuse` a message already stored keeps its number; the others are added to
-    `messages` with the next numbers. `source` names one of the staging tables above.
-    Returns the first number after those given.
-    """
-    cur.execute(_PAIRS[source])
-    cur.execute(_KNOWN_SEQS if reuse else _NO_SEQS)
-    new = scalar(cur, _NEW_SEQS, [state.next_seq])
-    cur.execute(
-        "INSERT INTO messages SELECT msg_seq, msg_id, ingest_ts FROM seqs WHERE msg_seq >= ?",
-        [state.next_seq],
-    )
-    cur.execute("DROP TABLE pairs")
-    return state.next_seq + new

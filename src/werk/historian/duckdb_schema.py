@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -274,7 +274,7 @@ def query(
     return relation
 
 
-def int64s(values: list[int]) -> npt.NDArray[np.int64]:
+def int64s(values: Sequence[int]) -> npt.NDArray[np.int64]:
     """Python ints as a 64-bit array (OverflowError for those that do not fit)."""
     return np.fromiter(values, dtype=np.int64, count=len(values))
 

@@ -24,6 +24,7 @@ from werk.historian import (
     duckdb_query,
     duckdb_raw,
     duckdb_refine,
+    duckdb_rollups,
     duckdb_schema,
 )
 from werk.historian.duckdb_schema import (
@@ -239,7 +240,7 @@ class DuckDBStore:
     def rollups(self, tag: str, width_s: int, start_ns: int, end_ns: int) -> list[Rollup]:
         """Rollups of `tag` of one width whose bucket starts in [start, end), oldest first."""
         with self._reading("query the historian") as cur:
-            return duckdb_refine.rollups(cur, self._state, tag, width_s, (start_ns, end_ns))
+            return duckdb_rollups.rollups(cur, self._state, tag, width_s, (start_ns, end_ns))
 
     def write_kpis(self, kpis: Sequence[Kpi]) -> int:
         """Store KPI values; a value with the same name and ts replaces the stored one."""

@@ -88,7 +88,8 @@ class Rollup:
     """Aggregates of the processed samples of one tag in one bucket.
 
     Samples of bad quality are left out of the aggregates and counted in `bad`;
-    `flagged` counts aggregated samples that carry a rule flag.
+    `flagged` counts aggregated samples that carry a rule flag. A bucket with only bad
+    samples has count 0, sum 0 and NaN for min, max, first and last.
     """
 
     tag: str

@@ -53,7 +53,7 @@ class HistorianStore(Protocol):
         """The raw samples one message brought, by tag then time."""
 
     def tag_paths(self) -> list[str]:
-        """Every tag with stored samples."""
+        """Every tag ever stored (deleting its samples keeps it in the dictionary)."""
 
     def knows(self, tag: str) -> bool:
         """Whether any sample of `tag` was ever stored."""
