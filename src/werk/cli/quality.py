@@ -135,12 +135,12 @@ def rollup_lineage_command(
     r = body["rollup"]
     console.print(
         f"{r['tag']} {r['width_s']} s from {r['start']}: count {r['count']}, "
-        f"avg {r['avg']:.6g}, min {r['min']:.6g}, max {r['max']:.6g}, "
+        f"avg {_num(r['avg'])}, min {_num(r['min'])}, max {_num(r['max'])}, "
         f"flagged {r['flagged']}, bad {r['bad']}",
         highlight=False,
     )
     for part in body["parts"]:
-        console.print(f"  {part['start']}  count {part['count']}  avg {part['avg']:.6g}")
+        console.print(f"  {part['start']}  count {part['count']}  avg {_num(part['avg'])}")
     _print_samples(body["samples"])
     if body["messages"]:
         console.print("messages: " + " ".join(body["messages"]), highlight=False)
@@ -182,6 +182,10 @@ def message_lineage_command(
     for p in body["points"]:
         table.add_row(p["tag"], p["ts"], str(p["value"]), p["quality"])
     console.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
 
 
 def _print_samples(samples: list[dict[str, Any]]) -> None:

@@ -95,16 +95,21 @@ def rollup_read(rollup: Rollup) -> RollupRead:
         width_s=rollup.width_s,
         start=to_datetime(rollup.start_ns),
         count=rollup.count,
-        min=rollup.min,
-        max=rollup.max,
-        avg=rollup.avg,
-        first=rollup.first,
-        last=rollup.last,
+        min=_finite(rollup.min),
+        max=_finite(rollup.max),
+        avg=_finite(rollup.avg),
+        first=_finite(rollup.first),
+        last=_finite(rollup.last),
         first_ts=to_datetime(rollup.first_ns),
         last_ts=to_datetime(rollup.last_ns),
         flagged=rollup.flagged,
         bad=rollup.bad,
     )
+
+
+def _finite(value: float) -> float | None:
+    """A number for JSON: a bucket of only bad samples has no aggregates (NaN)."""
+    return value if math.isfinite(value) else None
 
 
 def check_width(width_s: int) -> None:

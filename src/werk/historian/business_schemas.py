@@ -28,11 +28,11 @@ class RollupRead(BaseModel):
     width_s: int
     start: datetime
     count: int
-    min: float
-    max: float
-    avg: float
-    first: float
-    last: float
+    min: float | None = Field(description="None when every sample was bad")
+    max: float | None
+    avg: float | None
+    first: float | None
+    last: float | None
     first_ts: datetime
     last_ts: datetime
     flagged: int = Field(description="aggregated samples that carry a quality-rule flag")
