@@ -177,6 +177,9 @@ class Runtime:
         )
         if self.sparkplug is not None:
             self.pipeline.command_handlers.append(self.sparkplug.handle_uns_command)
+        if self.refiner is not None:
+            refiner = self.refiner
+            self.pipeline.listeners.append(lambda _accepted: refiner.notify())
         self._stack.append(self.pipeline.stop)  # also cleans up a start that failed half-way
         self.pipeline.start()
         if self.sparkplug is not None:

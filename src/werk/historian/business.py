@@ -61,7 +61,7 @@ def record_kpis(store: HistorianStore, kpis: Sequence[Kpi]) -> int:
     """Store KPI values of another context; each input tag must be known to the historian."""
     for kpi in kpis:
         for ref in kpi.lineage:
-            if ref.layer is not Layer.BUSINESS and not store.knows(ref.tag):
+            if not store.knows(ref.tag):
                 raise ValidationFailed(
                     f"KPI {kpi.name!r} names input {ref.tag!r}, which has no samples",
                     code="unknown_input",
