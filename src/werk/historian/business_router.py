@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
 
-from werk.core.clock import from_datetime
+from werk.core.clock import NS_PER_S, from_datetime
+from werk.core.errors import ValidationFailed
 from werk.historian import business, service
-from werk.historian.access import check_layer
+from werk.historian.access import WRITE_KPIS, check_layer, check_permission
 from werk.historian.business_schemas import (
     KpiLineage,
     KpiSeries,
@@ -45,7 +46,14 @@ def rollups(
     """Business-layer rollups of one width whose bucket starts in the range."""
     check_layer(request, Layer.BUSINESS)
     start_ns, end_ns = service.time_range(start, end, timedelta(days=1))
-    found = store.rollups(tag, _width_s(width), start_ns, end_ns)
+    width_s = _width_s(width)
+    if (end_ns - start_ns) // (width_s * NS_PER_S) > service.MAX_BUCKETS:
+        raise ValidationFailed(
+            f"the range holds more than {service.MAX_BUCKETS} rollups of {width}; "
+            "use a wider width or a shorter range",
+            code="too_many_buckets",
+        )
+    found = store.rollups(tag, width_s, start_ns, end_ns)
     return [business.rollup_read(r) for r in found]
 
 
@@ -63,7 +71,7 @@ def write_kpis(
     items: Annotated[list[KpiWrite], Body(max_length=10_000)],
 ) -> WriteResult:
     """Store KPI values with their lineage; a value at the same name and time replaces."""
-    check_layer(request, Layer.BUSINESS)
+    check_permission(request, WRITE_KPIS)
     kpis = [business.to_kpi(item) for item in items]
     return WriteResult(stored=business.record_kpis(store, kpis))
 

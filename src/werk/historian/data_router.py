@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from werk.core.clock import from_datetime, now_ns, to_datetime
 from werk.core.errors import NotFound, StorageUnavailable, Unavailable
 from werk.historian import exchange
-from werk.historian.access import check_layer
+from werk.historian.access import ADMIN_DATA, check_layer, check_permission
 from werk.historian.layers import Table
 from werk.historian.lifecycle import (
     ActionKind,
@@ -109,8 +109,9 @@ def retention(worker: WorkerDep) -> RetentionRead:
 
 
 @router.post("/data/retention/run", response_model=ReportRead, summary="Run retention now")
-def run_retention(worker: WorkerDep) -> ReportRead:
+def run_retention(request: Request, worker: WorkerDep) -> ReportRead:
     """Delete and compact now as the rules say; 503 when the storage failed part-way."""
+    check_permission(request, ADMIN_DATA)
     report = worker.run_now()
     if report.error is not None:
         raise StorageUnavailable(report.summary(), code="retention_failed")

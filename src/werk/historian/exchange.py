@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from werk.core.clock import NS_PER_S, now_ns
 from werk.core.errors import NotFound, Unavailable, ValidationFailed
 from werk.historian.layers import SCHEMAS, Table
 from werk.historian.store import HistorianStore
@@ -238,6 +240,9 @@ def _check_directory(path: Path) -> None:
 # -- import ----------------------------------------------------------------------------
 
 
+_FUTURE_NS: Final = 24 * 3600 * NS_PER_S
+
+
 def import_(
     store: HistorianStore,
     path: Path,
@@ -260,6 +265,7 @@ def import_(
     for batch in _batches(parquet, schema, path, batch_rows):
         data = _conform(batch, schema, path, done)
         _check_keys(data, target, path, done)
+        _check_times(data, path, done)
         added += store.load(target, data)
         done += data.num_rows
         if progress is not None:
@@ -375,6 +381,24 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, path: Path, offset: int) 
             f"{path}: rows from {offset} do not fit the table's types: {exc}",
             code="bad_value",
         ) from exc
+
+
+def _check_times(data: pa.Table, path: Path, offset: int) -> None:
+    """Refuse timestamps before 1970 or more than a day ahead, as ingest does."""
+    latest_us = (now_ns() + _FUTURE_NS) // 1000
+    for name in data.column_names:
+        column = data.column(name)
+        if not pa.types.is_timestamp(column.type) or column.null_count == len(column):
+            continue
+        stamps = pc.cast(column, pa.int64())
+        low, high = pc.min(stamps).as_py(), pc.max(stamps).as_py()
+        if low < 0 or high > latest_us:
+            raise ValidationFailed(
+                f"{path}: column {name} holds a timestamp before 1970 or more than 24 h "
+                f"ahead in rows {offset}..{offset + data.num_rows - 1}",
+                code="timestamp_out_of_range",
+                column=name,
+            )
 
 
 def _check_keys(data: pa.Table, table: Table, path: Path, offset: int) -> None:

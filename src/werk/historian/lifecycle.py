@@ -346,12 +346,25 @@ def apply(
     error = None
     try:
         for action in actions:
+            if _deletes_unrefined(action, store):
+                _LOGGER.warning(
+                    "raw retention waits: the refiner has not reached every raw batch yet"
+                )
+                continue
             outcomes.append(run_action(action, store))
             if action.kind is ActionKind.COMPACT and marks is not None:
                 marks.set(action.table, action.subtree, action.end_ns)
     except StorageUnavailable as exc:
         error = exc.message
     return RetentionReport(started, time.perf_counter() - clock, tuple(outcomes), error)
+
+
+def _deletes_unrefined(action: RetentionAction, store: HistorianStore) -> bool:
+    """Whether deleting raw rows now could take rows the processed layer has not got yet."""
+    if action.kind is not ActionKind.DELETE or action.table is not Table.RAW:
+        return False
+    mark = store.refined_through()
+    return store.raw_after(mark, 1).through > mark
 
 
 def run_action(action: RetentionAction, store: HistorianStore) -> ActionOutcome:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Request
 
 from werk.core.clock import from_datetime
-from werk.historian.access import check_layer
+from werk.historian.access import ADMIN_QUALITY, check_layer, check_permission
 from werk.historian.layers import Layer
 from werk.historian.quality_schemas import QualityReport, ReprocessRequest, ReprocessResult
 from werk.historian.quality_service import QualityService
@@ -44,12 +44,12 @@ def replace_rules(
     body: Annotated[list[QualityRule], Body(max_length=10_000)],
 ) -> list[QualityRule]:
     """Put a new rule set in force; it applies to data refined from now on."""
-    check_layer(request, Layer.PROCESSED)
+    check_permission(request, ADMIN_QUALITY)
     return quality.replace(body)
 
 
 @router.post("/quality/reprocess", response_model=ReprocessResult, summary="Refine a range again")
 def reprocess(request: Request, quality: QualityDep, body: ReprocessRequest) -> ReprocessResult:
     """Refine stored raw samples of matching tags in [start, end) with the current rules."""
-    check_layer(request, Layer.PROCESSED)
+    check_permission(request, ADMIN_QUALITY)
     return quality.reprocess(body.tags, from_datetime(body.start), from_datetime(body.end))

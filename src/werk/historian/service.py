@@ -85,7 +85,11 @@ def _fill_buckets(store: HistorianStore, query: HistoryQuery, result: HistoryRea
     _check_count(query, query.bucket_s)
     result.bucket_s = query.bucket_s
     bucket_ns = int(query.bucket_s * NS_PER_S)
-    buckets = store.buckets(query.tag, query.start_ns, query.end_ns, bucket_ns, layer=query.layer)
+    start_ns = query.start_ns
+    if query.layer is Layer.BUSINESS:
+        # Rollups are whole buckets: the one the range starts in counts entirely.
+        start_ns -= start_ns % bucket_ns
+    buckets = store.buckets(query.tag, start_ns, query.end_ns, bucket_ns, layer=query.layer)
     result.buckets = [bucket_read(b) for b in buckets]
 
 

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from werk.core.clock import NS_PER_S, from_datetime, now_ns, to_datetime
 from werk.core.errors import NotFound, ValidationFailed
-from werk.historian.access import check_layer
+from werk.historian.access import WRITE_SOURCES, check_layer, check_permission
 from werk.historian.layers import Layer, Record
 from werk.historian.service import message_hex
 from werk.sources.config import PUSH_SOURCE, SOURCE_PATTERN
@@ -118,11 +118,13 @@ def source(
 
 @router.post("/sources/{name}/run", response_model=RunRequested, summary="Run a source now")
 def run(
+    http: Request,
     name: SourceName,
     runner: RunnerDep,
     wait_s: Annotated[float, Query(ge=0, le=60, description="seconds to wait for the end")] = 5.0,
 ) -> RunRequested:
     """Queue a run of the source and wait up to `wait_s` seconds for it to end."""
+    check_permission(http, WRITE_SOURCES)
     request = runner.run_now(name, wait_s)
     return _requested(runner, request)
 
@@ -137,6 +139,7 @@ async def push(
     ] = PUSH_SOURCE,
 ) -> PushResult:
     """Validate a JSON list of rows; valid rows are stored, the others quarantined."""
+    check_permission(request, WRITE_SOURCES)
     runner.catalog.get(dataset)
     rows = _rows(await _body(request, runner.max_push_bytes))
     landed = await run_in_threadpool(runner.push, dataset, rows, source)

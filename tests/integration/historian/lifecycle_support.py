@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from werk.historian import HistorianStore
-from werk.historian.layers import SCHEMAS, Table
+from werk.historian.layers import SCHEMAS, ProcessedColumns, Table
 
 US_PER_S = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -120,11 +120,24 @@ def names_of(table: Table) -> tuple[str, ...]:
 
 
 def fill(store: HistorianStore, table: Table, stamps_us: Sequence[int]) -> int:
-    """Load rows of both names of the table at the stamps; return how many were added."""
+    """Load rows of both names of the table at the stamps; return how many were added.
+
+    Loaded raw rows count as refined, as they are once the refiner has caught up.
+    """
     added = 0
     for i, name in enumerate(names_of(table)):
         added += store.load(table, rows(table, name, stamps_us, msg_id=1 + 1_000_000 * i))
+    if table is Table.RAW:
+        caught_up(store)
     return added
+
+
+def caught_up(store: HistorianStore) -> None:
+    """Move the refinement mark past every raw batch (without processed rows)."""
+    mark = store.refined_through()
+    while (newest := store.raw_after(mark, 1_000_000).through) > mark:
+        mark = newest
+    store.refine(ProcessedColumns(), [], mark)
 
 
 def everything(store: HistorianStore, table: Table) -> pa.Table:

@@ -129,3 +129,21 @@ def test_every_history_read_names_a_layer_and_a_gate_can_refuse_one(oven: TestCl
         assert oven.get(f"/api/v1/lineage/message/{'0' * 16}").status_code == 403
     finally:
         del oven.app.state.layer_gate  # type: ignore[attr-defined]
+
+
+def test_changes_need_their_own_permissions(oven: TestClient) -> None:
+    readers_only = {"history:read:raw", "history:read:processed", "history:read:business"}
+    oven.app.state.layer_gate = lambda _request, permission: permission in readers_only  # type: ignore[attr-defined]
+    try:
+        assert oven.get("/api/v1/quality/rules").status_code == 200
+        refused = [
+            oven.put("/api/v1/quality/rules", json=[]),
+            oven.post("/api/v1/quality/reprocess", json={"start": START, "end": END}),
+            oven.post("/api/v1/kpis", json=[]),
+            oven.post("/api/v1/data/retention/run"),
+            oven.post("/api/v1/sources/orders/records", json=[]),
+        ]
+        assert [r.status_code for r in refused] == [403] * 5
+        assert {r.json()["code"] for r in refused} == {"forbidden"}
+    finally:
+        del oven.app.state.layer_gate  # type: ignore[attr-defined]

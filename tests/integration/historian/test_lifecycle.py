@@ -13,6 +13,7 @@ from tests.integration.historian.lifecycle_support import (
     NAMES,
     NS_PER_S,
     US_PER_S,
+    caught_up,
     everything,
     fill,
     rows,
@@ -113,6 +114,7 @@ def test_many_names_are_deleted_in_slices(store: HistorianStore) -> None:
     loaded = [rows(Table.RAW, tag, STAMPS, msg_id=10 * i) for i, tag in enumerate(tags)]
     store.load(Table.RAW, pa.concat_tables(loaded))
     fill(store, Table.RAW, STAMPS)
+    caught_up(store)
     rules = [_rule("raw", "#", "1d"), _rule("raw", "acme/#", "30d")]
     report = apply(plan(rules, store, NOW_NS), store)
     assert report.deleted == 2 * len(tags) + 2
@@ -185,3 +187,13 @@ def test_processed_rows_outlive_their_raw_rows_under_their_own_rules(
     assert [a.names for a in again if a.table is Table.PROCESSED] == [(BERLIN,), (MUNICH,)]
     apply(again, store)
     assert _ages(store, Table.PROCESSED) == {MUNICH: [1, 48]}
+
+
+def test_raw_rows_the_refiner_has_not_reached_are_kept(store: HistorianStore) -> None:
+    fill(store, Table.RAW, STAMPS)
+    store.load(Table.RAW, rows(Table.RAW, NAMES[0], [STAMPS[0]], msg_id=77))
+    before = store.count()
+    report = apply(plan([_rule("raw", "#", "1d")], store, NOW_NS), store)
+    assert (report.deleted, store.count()) == (0, before)
+    caught_up(store)
+    assert apply(plan([_rule("raw", "#", "1d")], store, NOW_NS), store).deleted > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import make_settings, wait_until
-from tests.integration.historian.lifecycle_support import NAMES, US_PER_S, fill, rows
+from tests.integration.historian.lifecycle_support import NAMES, US_PER_S, caught_up, fill, rows
 
 from werk.core.clock import now_ns
 from werk.core.errors import ValidationFailed
@@ -57,6 +57,7 @@ def test_the_worker_deletes_old_rows_every_interval(
     assert store.count() == 3
     assert worker.running
     store.load(Table.RAW, rows(Table.RAW, NAMES[0], [_stamps()[0]], msg_id=99))
+    caught_up(store)
     wait_until(lambda: store.count() == 3)  # a later run deletes the newly loaded old row
     worker.stop()
     assert not worker.running

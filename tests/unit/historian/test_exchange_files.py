@@ -149,3 +149,21 @@ def test_an_empty_key_is_refused(store: HistorianStore, tmp_path: Path) -> None:
     assert error.code == "null_key"
     assert "column name (part of the kpis key) is empty in rows 0..1" in str(error)
     assert store.kpi_names() == []
+
+
+def test_an_import_with_impossible_timestamps_is_refused(tmp_path: Path) -> None:
+    before_1970 = {
+        "tag": ["a/b"], "ts": [-5_000_000], "ingest_ts": [1_000], "value": [1.0],
+        "text": [None], "boolean": [False], "quality": [0], "msg_id": [1],
+    }  # fmt: skip
+    path = tmp_path / "old.parquet"
+    pq.write_table(pa.Table.from_pydict(before_1970, schema=SCHEMAS[Table.RAW]), path)
+    store = DuckDBStore(tmp_path / "h.duckdb")
+    store.open()
+    try:
+        with pytest.raises(ValidationFailed) as caught:
+            import_(store, path, table=Table.RAW)
+        assert caught.value.code == "timestamp_out_of_range"
+        assert store.count() == 0
+    finally:
+        store.close()
