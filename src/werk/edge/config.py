@@ -6,7 +6,6 @@ built in Python it is relative to the working directory.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from werk.core.errors import ValidationFailed, WerkError
+from werk.core.tomlfile import read_toml
 from werk.edge.buffer import DropPolicy
 from werk.edge.connectors import ConnectorConfig
 from werk.uns.broker import BrokerAddress, parse_broker_url
@@ -106,12 +106,7 @@ class EdgeConfig(_Section):
 
 def load_config(path: Path) -> EdgeConfig:
     """Read and validate an edge.toml; raise ValidationFailed with one line naming the key."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValidationFailed(f"cannot read {path}: {exc.strerror}", code="bad_config") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationFailed(f"{path}: not valid TOML: {exc}", code="bad_config") from exc
+    data = read_toml(path)
     config = parse_config(data, source=str(path))
     if config.buffer.path.is_absolute():
         return config

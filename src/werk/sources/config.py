@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import codecs
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from werk.core.errors import ValidationFailed
+from werk.core.tomlfile import read_toml
 from werk.historian.service import parse_duration
 from werk.sources.contracts import BUILTIN_CONTRACTS, Catalog, DatasetContract
 
@@ -167,12 +167,7 @@ def _unique(what: str, names: list[str]) -> None:
 
 def load_sources_file(path: Path) -> SourcesFile:
     """Read a sources file; file paths in it become relative to the file's folder."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValidationFailed(f"cannot read {path}: {exc.strerror}", code="bad_config") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationFailed(f"{path}: not valid TOML: {exc}", code="bad_config") from exc
+    data = read_toml(path)
     parsed = parse_sources(data, origin=str(path))
     sources = [_anchored(s, path.resolve().parent) for s in parsed.sources]
     return parsed.model_copy(update={"sources": sources})
