@@ -142,6 +142,7 @@ class BatchPass:
         newest[:-1] = (codes[1:] != codes[:-1]) | (ts[1:] != ts[:-1])
         self._names = list(index)
         self._order, self._codes, self._ts = order[newest], codes[newest], ts[newest]
+        self._ingest = ingest[self._order]
         bounds = np.flatnonzero(np.diff(self._codes)) + 1
         self._starts = np.concatenate(([0], bounds))  # codes number the groups in order
         self._ends = np.concatenate((bounds, [len(self._codes)]))
@@ -161,16 +162,23 @@ class BatchPass:
         self._rule_of = {c: self._rules.for_tag(self._names[c]) for c in self._checked_codes}
 
     def _flag_late(self) -> None:
-        """Flag samples older than the newest processed sample of their tag."""
+        """Flag samples that arrived after a newer processed sample of their tag.
+
+        A sample older than the tag's newest one that was ingested no later than it is a
+        replay of earlier history (an import, say): checked between its neighbours, not late.
+        """
         codes = self._checked_codes
         self._memory.load([self._names[c] for c in codes], self._rules)
         newest = np.full(len(self._names), _NEVER, dtype=np.int64)
+        arrived = np.full(len(self._names), _NEVER, dtype=np.int64)
         for code in codes:
-            last = self._memory[self._names[code]].state.last_ts
-            newest[code] = _NEVER if last is None else last
-        self._newest = newest
+            known = self._memory[self._names[code]]
+            newest[code] = _NEVER if known.state.last_ts is None else known.state.last_ts
+            arrived[code] = _NEVER if known.ingest_ns is None else known.ingest_ns
+        self._newest, self._arrived = newest, arrived
         self._late_rows = self._checked & (self._ts <= newest[self._codes])
-        self._flags[self._late_rows & (self._ts < newest[self._codes])] |= np.uint16(Flag.LATE)
+        older = self._late_rows & (self._ts < newest[self._codes])
+        self._flags[older & (self._ingest > arrived[self._codes])] |= np.uint16(Flag.LATE)
 
     def _convert(self) -> None:
         """Bring values into their rule's unit, one array operation per conversion."""
@@ -235,8 +243,10 @@ class BatchPass:
             rule, [k.state for k in known], self._ts[rows], self._values[rows], bounds
         )
         self._flags[rows] |= result.flags
+        arrived = self._ingest[rows[bounds[1:] - 1]].tolist()  # of each group's newest row
         for g, code in enumerate(group_codes):
-            self._done.changes[self._names[code]] = Known(result.states[g], known[g].tail)
+            change = Known(result.states[g], known[g].tail, arrived[g])
+            self._done.changes[self._names[code]] = change
         for g in np.flatnonzero(result.spiked_previous).tolist():
             self._respike(group_codes[g], known[g].tail)
         finite = rows[np.isfinite(self._values[rows])]
@@ -255,8 +265,12 @@ class BatchPass:
         """Remember the newest sample of tags without a rule (to know what is late)."""
         for code, rule in self._rule_of.items():
             if rule is None:
-                newest = max(int(self._ts[self._ends[code] - 1]), int(self._newest[code]))
-                self._done.changes[self._names[code]] = Known(TagState(last_ts=newest), None)
+                last = int(self._ends[code] - 1)
+                newest, arrived = int(self._ts[last]), int(self._ingest[last])
+                if newest <= self._newest[code]:
+                    newest, arrived = int(self._newest[code]), int(self._arrived[code])
+                change = Known(TagState(last_ts=newest), None, arrived)
+                self._done.changes[self._names[code]] = change
 
     def _assemble(self) -> None:
         raw, order = self._raw, self._order
@@ -286,7 +300,7 @@ class BatchPass:
             tag = self._names[code]
             tail = Tail(rows.ts_ns[i], rows.ingest_ns[i], float(self._values[i]),
                         rows.quality[i], rows.msg_id[i], rows.flags[i])  # fmt: skip
-            self._done.changes[tag] = Known(self._done.changes[tag].state, tail)
+            self._done.changes[tag] = self._done.changes[tag]._replace(tail=tail)
 
     def _keys(self) -> None:
         numeric = self._numeric

@@ -30,10 +30,11 @@ class Tail(NamedTuple):
 
 
 class Known(NamedTuple):
-    """A tag's rule state and newest finite sample."""
+    """A tag's rule state, newest finite sample, and when its newest sample arrived."""
 
     state: TagState
     tail: Tail | None
+    ingest_ns: int | None = None
 
 
 class TagMemory:
@@ -86,16 +87,16 @@ def known_after(
         return Known(TagState(), None)
     value = numeric(point.value)
     if value is None:
-        return Known(TagState(last_ts=point.ts_ns), None)
+        return Known(TagState(last_ts=point.ts_ns), None, point.ingest_ns)
     before = None
     if rule is not None and rule.spike is not None and math.isfinite(value):
         prior = store.previous(tag, point.ts_ns)
         before = None if prior is None else numeric(prior.value)
     state = resume(rule, point.ts_ns, value, point.flags, before)
     if not math.isfinite(value):
-        return Known(state, None)
+        return Known(state, None, point.ingest_ns)
     tail = Tail(point.ts_ns, point.ingest_ns, value, point.quality, point.msg_id, point.flags)
-    return Known(state, tail)
+    return Known(state, tail, point.ingest_ns)
 
 
 def needs_neighbours(rule: QualityRule) -> bool:

@@ -39,6 +39,7 @@ class Reason:
     TIME_OUT_OF_RANGE = "time_out_of_range"
     BAD_KEY = "bad_key"
     BAD_TAG_PATH = "bad_tag_path"
+    BAD_TEXT = "bad_text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,8 @@ def _wrong(raw: object, expected: str) -> _Bad:
 
 def _string(raw: object, _spec: FieldSpec, text: bool) -> str:
     if isinstance(raw, str):
+        if "\x00" in raw:  # PostgreSQL cannot store it; refuse the row, not the batch
+            raise _Bad(Reason.BAD_TEXT, None, "contains a NUL character")
         return raw
     if not text and isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)

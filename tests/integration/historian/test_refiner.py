@@ -23,12 +23,21 @@ RUNNING = "acme/berlin/machining/line-1/cell-1/cnc-1/running"
 _msg = iter(range(1, 1_000_000))
 
 
-def _raw(tag: str, samples: list[tuple[float, float | str | bool]], quality: int = 0) -> RawColumns:
-    """Raw rows of one tag: (seconds after T0, value), each its own message."""
+def _raw(
+    tag: str,
+    samples: list[tuple[float, float | str | bool]],
+    quality: int = 0,
+    arrived_s: float | None = None,
+) -> RawColumns:
+    """Raw rows of one tag: (seconds after T0, value), each its own message.
+
+    Each arrives a second after its sample, or at `arrived_s` after T0 when given.
+    """
     rows = RawColumns()
     for offset_s, value in samples:
         ts = T0 + int(offset_s * S)
-        rows.append(tag, ts, ts + S, value, quality, next(_msg))
+        ingest = ts + S if arrived_s is None else T0 + int(arrived_s * S)
+        rows.append(tag, ts, ingest, value, quality, next(_msg))
     return rows
 
 
@@ -119,7 +128,7 @@ def test_late_data_corrects_the_minute_hour_and_day_rollups(store: DuckDBStore) 
     assert _rollup(store, 60, T0) == (3, 30.0, 0, 0)
     assert _rollup(store, 3600, T0) == (4, 40.0, 0, 0)
     assert _rollup(store, 86400, DAY) == (5, 50.0, 0, 0)
-    store.write(_raw(TEMP, [(30, 90.0), (45, 5000.0)]))  # late: between stored samples
+    store.write(_raw(TEMP, [(30, 90.0), (45, 5000.0)], arrived_s=3800))  # late: between stored
     refiner.run_once()
     late = _processed(store, TEMP)
     assert late[2] == (30.0, 90.0, 1, Flag.LATE | Flag.SPIKE)
@@ -134,7 +143,7 @@ def test_late_data_is_judged_between_its_neighbours_not_the_newest(store: DuckDB
     refiner = _refiner(store, Rules(QualityRule(tags="#", max_rate=1, stale_s=30)))
     store.write(_raw(TEMP, [(0, 0.0), (10, 5.0), (100, 100.0)]))
     refiner.run_once()
-    store.write(_raw(TEMP, [(5, 2.0), (50, 50.0)]))
+    store.write(_raw(TEMP, [(5, 2.0), (50, 50.0)], arrived_s=200))
     refiner.run_once()
     flags = {ts: f for ts, _, _, f in _processed(store, TEMP)}
     assert flags[5.0] == Flag.LATE  # 2 in 5 s after 0: slow enough
@@ -226,7 +235,7 @@ def test_reprocessing_applies_changed_rules_to_stored_samples(store: DuckDBStore
     store.write(_raw(STATE, [(0, "RUN")]))
     refiner = _refiner(store, rules)
     refiner.run_once()
-    store.write(_raw(TEMP, [(10, 15.0)]))  # late, not refined yet
+    store.write(_raw(TEMP, [(10, 15.0)], arrived_s=100))  # late, not refined yet
     assert _rollup(store, 60, T0) == (2, 70.0, 0, 0)
     rules.current = RuleSet([QualityRule(tags="acme/#", max=50)])
     result = refiner.reprocess("acme/+/+/line-1/#", T0, T0 + 60 * S)

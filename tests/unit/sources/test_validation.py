@@ -184,3 +184,10 @@ def test_any_time_is_accepted_exactly_when_between_1970_and_a_day_ahead(moment: 
     else:
         assert isinstance(outcome, Rejection)
         assert outcome.reason == Reason.TIME_OUT_OF_RANGE
+
+
+
+def test_a_nul_character_rejects_the_row() -> None:
+    outcome = rejected(order(customer_id="C-\x007"))
+    assert (outcome.reason, outcome.field) == (Reason.BAD_TEXT, "customer_id")
+    assert "NUL" in outcome.detail
