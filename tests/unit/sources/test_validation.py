@@ -186,7 +186,6 @@ def test_any_time_is_accepted_exactly_when_between_1970_and_a_day_ahead(moment: 
         assert outcome.reason == Reason.TIME_OUT_OF_RANGE
 
 
-
 def test_a_nul_character_rejects_the_row() -> None:
     outcome = rejected(order(customer_id="C-\x007"))
     assert (outcome.reason, outcome.field) == (Reason.BAD_TEXT, "customer_id")
