@@ -19,10 +19,14 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.orm import sessionmaker
 from tests.postgres_server import PostgresServer, postgres_binaries
 
 from werk.api import create_app
+from werk.core.db import create_db_engine, upgrade_schema
 from werk.core.settings import Settings
+from werk.iam.bootstrap import ensure_admin
+from werk.iam.service import Iam
 from werk.runtime import Runtime
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -66,7 +70,11 @@ def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float 
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings on free ports in a temporary data directory."""
+    """Settings on free ports in a temporary data directory.
+
+    MQTT clients without credentials are let in, so tests of ingest, Sparkplug and the
+    edge publish with plain clients; the IAM tests turn `mqtt_allow_anonymous` off.
+    """
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "mqtt_port": free_port(),
@@ -74,9 +82,37 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "http_port": free_port(),
         "registry_flush_s": 0.2,
         "ingest_linger_ms": 5,
+        "mqtt_allow_anonymous": True,
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def provision_admin_key(settings: Settings) -> str:
+    """Create werk's first administrator in the data directory; return an API key of it.
+
+    Works before werk starts (and for werk in a subprocess): the started werk finds the
+    administrator there and creates no other.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_db_engine(settings.relational_url)
+    try:
+        upgrade_schema(engine)
+        iam = Iam(sessionmaker(engine, expire_on_commit=False), settings)
+        ensure_admin(iam)
+        admin_id = iam.directory.find_by_name("admin")
+        assert admin_id is not None
+        admin = iam.directory.load_principal(admin_id)
+        assert admin is not None
+        _, key = iam.directory.create_api_key(admin, principal_id=admin_id, name="tests")
+        return key
+    finally:
+        engine.dispose()
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header carrying `key`."""
+    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture
@@ -87,8 +123,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """A started werk (embedded broker, ingest, API) behind a test client."""
-    with TestClient(create_app(Runtime(settings), web=False)) as test_client:
+    """A started werk (embedded broker, ingest, API) behind a test client, as the admin."""
+    key = provision_admin_key(settings)
+    with TestClient(create_app(Runtime(settings), web=False), headers=bearer(key)) as test_client:
         yield test_client
 
 
@@ -165,6 +202,8 @@ class LiveServer:
 
     def __init__(self, settings: Settings, *, web: bool = False, demo: bool = False) -> None:
         self.settings = settings
+        self.key = provision_admin_key(settings)
+        self.headers = bearer(self.key)
         self.runtime = Runtime(settings, demo=demo)
         app = create_app(self.runtime, web=web)
         config = uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning")
@@ -193,3 +232,9 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     """A running werk with real HTTP."""
     with LiveServer(settings) as server:
         yield server
+
+
+def admin_client(runtime: Runtime) -> TestClient:
+    """A test client of werk (without web pages) that calls the API as the administrator."""
+    key = provision_admin_key(runtime.settings)
+    return TestClient(create_app(runtime, web=False), headers=bearer(key))

@@ -18,10 +18,13 @@ from werk.historian.backends import describe, store_for
 from werk.historian.lifecycle_worker import RetentionWorker
 from werk.historian.quality_service import QualityService
 from werk.historian.refiner import Refiner
+from werk.iam.service import Iam
+from werk.runtime_iam import Security, start_gateway, start_iam, start_mosquitto
 from werk.sources.runner import SourceRunner, build_sources
 from werk.sparkplug.client import HostClient
 from werk.sparkplug.service import SparkplugService
 from werk.uns.broker import BrokerAddress, EmbeddedBroker, parse_broker_url, reachable
+from werk.uns.gateway import MqttGateway
 from werk.uns.ingest import IngestPipeline
 from werk.uns.mqtt import Publisher
 from werk.uns.namespace import Namespace
@@ -50,6 +53,8 @@ class Runtime:
     quality: QualityService | None = None
     refiner: Refiner | None = None
     sources: SourceRunner | None = None
+    security: Security | None = None
+    gateway: MqttGateway | None = None
     _stack: list[Any] = field(default_factory=list)
     _started: bool = False
 
@@ -74,6 +79,7 @@ class Runtime:
             self._route_demo_plant()
         try:
             self._start_storage()
+            self._start_iam()
             self._start_layers()
             self._start_broker()
             self._start_ingest()
@@ -100,6 +106,17 @@ class Runtime:
         self._stack.append(store.close)
         self._recover_registry(store)
         self._stack.append(self.engine.dispose)
+
+    def _start_iam(self) -> None:
+        assert self.sessions is not None
+        from werk.sim.demo import GROUP
+
+        self.security = start_iam(self.sessions, self.settings, demo=self.demo, enterprise=GROUP)
+
+    @property
+    def iam(self) -> Iam | None:
+        """Identity and access management, once started."""
+        return None if self.security is None else self.security.iam
 
     def _start_layers(self) -> None:
         """Start what keeps the processed and business layers and retention going."""
@@ -153,10 +170,17 @@ class Runtime:
                 raise BrokerUnavailable(
                     f"cannot reach the MQTT broker at {self.address.url}", code="broker_unreachable"
                 )
+            assert self.security is not None
+            sync = start_mosquitto(self.security, self.settings)
+            if sync is not None:
+                self._stack.append(sync.stop)
             return
-        self.broker = EmbeddedBroker(self.settings)
+        self.broker = EmbeddedBroker(self.settings, serve_public=False)
         self.address = self.broker.start()
         self._stack.append(self.broker.stop)
+        assert self.security is not None
+        self.gateway = start_gateway(self.security, self.settings, self.broker)
+        self._stack.append(self.gateway.stop)
 
     def _start_ingest(self) -> None:
         check_root(self.settings.uns_root)
@@ -174,6 +198,7 @@ class Runtime:
             namespace=self.namespace,
             sessions=self.sessions,
             translators=[self.sparkplug.host] if self.sparkplug else [],
+            publish_guard=None if self.security is None else self.security.guard,
         )
         if self.sparkplug is not None:
             self.pipeline.command_handlers.append(self.sparkplug.handle_uns_command)

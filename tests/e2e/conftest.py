@@ -36,7 +36,7 @@ def werk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WerkApi]:
     settings = make_settings(tmp_path_factory.mktemp("werk"), sparkplug_routes=[route])
     with (
         LiveServer(settings, web=True) as server,
-        httpx.Client(base_url=server.url, timeout=10.0) as http,
+        httpx.Client(base_url=server.url, headers=server.headers, timeout=10.0) as http,
     ):
         yield WerkApi(server.url, server.runtime.mqtt_port, http)
 

@@ -1,13 +1,21 @@
-"""What the browser tests share: the fed tags, an API handle and screenshots."""
+"""What the browser tests share: the fed tags, an API handle, logins and screenshots."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx
-from playwright.sync_api import Page
+from playwright.sync_api import BrowserContext, Page
+
+from werk.iam.bootstrap import SYSTEM, ensure_builtin_roles
+from werk.iam.directory_rules import generate_password
+from werk.iam.http import SESSION_COOKIE
+from werk.iam.service import Iam
+from werk.runtime import Runtime
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
@@ -36,6 +44,14 @@ class WerkApi:
     url: str
     mqtt_port: int
     http: httpx.Client
+    runtime: Runtime | None = None
+
+    @property
+    def iam(self) -> Iam:
+        """The identity and access service of the running werk."""
+        assert self.runtime is not None, "pass runtime= to WerkApi to reach its IAM"
+        found: Iam = self.runtime.iam
+        return found
 
     def publish(self, tag: str, value: float | str, unit: str | None = None) -> None:
         """Publish one value through the REST API."""
@@ -57,6 +73,79 @@ class WerkApi:
     def quarantined(self) -> int:
         """How many messages werk rejected."""
         return int(self.http.get("/api/v1/quarantine").json()["total"])
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A user the tests sign in as."""
+
+    id: str
+    name: str
+    password: str
+    org_id: str
+
+
+def org_id(iam: Iam, slug: str, *, kind: str = "partner") -> str:
+    """The id of the organisation `slug`, made when it does not exist yet."""
+    for org in iam.directory.list_orgs(SYSTEM):
+        if org.slug == slug:
+            return org.id
+    return iam.directory.create_org(SYSTEM, slug=slug, name=slug.capitalize(), kind=kind).id
+
+
+def make_user(
+    iam: Iam,
+    name: str,
+    *,
+    org: str,
+    role: str,
+    namespace: tuple[str, ...] = ("#",),
+    org_scope: str = "own",
+) -> Person:
+    """A user with a built-in role in a scope; an existing one gets a new password."""
+    ensure_builtin_roles(iam)
+    org_of = org_id(iam, org, kind="operator" if org == "operator" else "partner")
+    password = generate_password()
+    found = iam.directory.find_by_name(name)
+    if found is not None:
+        iam.directory.set_password(SYSTEM, found, password)
+        iam.directory.update_principal(SYSTEM, found, disabled=False)
+        return Person(found, name, password, org_of)
+    user, _ = iam.directory.create_user(SYSTEM, org_id=org_of, name=name, password=password)
+    role_id = next(r.id for r in iam.directory.list_roles(SYSTEM) if r.builtin and r.name == role)
+    iam.directory.create_binding(
+        SYSTEM, role_id=role_id, principal_id=user.id, namespace=namespace, org_scope=org_scope
+    )
+    return Person(user.id, name, password, org_of)
+
+
+def login(page: Page, url: str, username: str, password: str, *, next_path: str = "/") -> None:
+    """Sign in through the login form and wait for the page it returns to."""
+    page.goto(f"{url}/login?{urlencode({'next': next_path})}")
+    page.get_by_test_id("login-username").fill(username)
+    page.get_by_test_id("login-password").fill(password)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url(re.compile(re.escape(f"{url}{next_path}") + "$"))
+
+
+def session_cookie(url: str, username: str, password: str) -> str:
+    """A web session's cookie, from the login form's post (no browser needed)."""
+    response = httpx.post(
+        f"{url}/login", data={"username": username, "password": password}, timeout=10.0
+    )
+    assert response.status_code == 303, response.text
+    cookie = response.cookies.get(SESSION_COOKIE)
+    assert cookie, f"{username} could not sign in: {response.headers.get('location')}"
+    return cookie
+
+
+def sign_in(context: BrowserContext, url: str, username: str, password: str) -> str:
+    """Give a browser context a logged-in session; returns its cookie."""
+    cookie = session_cookie(url, username, password)
+    context.add_cookies(
+        [{"name": SESSION_COOKIE, "value": cookie, "url": url, "httpOnly": True, "sameSite": "Lax"}]
+    )
+    return cookie
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -9,11 +9,15 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from werk import __version__
-from werk.api import health, problems
+from werk.api import health, permissions, problems
 from werk.historian.business_router import router as business_router
 from werk.historian.data_router import router as data_router
 from werk.historian.quality_router import router as quality_router
 from werk.historian.router import router as historian_router
+from werk.iam import http as iam_http
+from werk.iam.admin_router import router as iam_admin_router
+from werk.iam.oidc_router import router as oidc_router
+from werk.iam.router import router as auth_router
 from werk.runtime import Runtime
 from werk.sources.router import router as sources_router
 from werk.sparkplug.router import router as sparkplug_router
@@ -43,7 +47,7 @@ def create_app(
             runtime.publisher,
         )
         state.retention, state.quality = runtime.retention, runtime.quality
-        state.sources = runtime.sources
+        state.sources, state.iam = runtime.sources, runtime.iam
         if on_ready is not None:
             on_ready()
         try:
@@ -62,7 +66,11 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
+    iam_http.install(app)
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(auth_router, prefix=API_PREFIX)
+    app.include_router(oidc_router, prefix=API_PREFIX)
+    app.include_router(iam_admin_router, prefix=API_PREFIX)
     app.include_router(uns_router, prefix=API_PREFIX)
     app.include_router(historian_router, prefix=API_PREFIX)
     app.include_router(business_router, prefix=API_PREFIX)
@@ -74,4 +82,5 @@ def create_app(
         from werk.web import mount
 
         mount(app)
+    permissions.declare(app)
     return app

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from werk.core.errors import Unavailable, WerkError
+from werk.core.errors import TooManyAttempts, Unauthenticated, Unavailable, WerkError
 
 _LOGGER = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -40,6 +40,10 @@ async def _werk_error(request: Request, exc: Exception) -> JSONResponse:
     response = problem(exc.status, exc.code, title, exc.message, request, params=params)
     if isinstance(exc, Unavailable):
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    elif isinstance(exc, TooManyAttempts):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    elif isinstance(exc, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="werk"'
     return response
 
 

@@ -128,3 +128,35 @@ def historian(
     if json_path is not None:
         json_path.write_bytes(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2))
         console.print(f"figures written to {json_path}")
+
+
+@bench_app.command("auth")
+@one_line_errors
+def auth(
+    quick: Annotated[bool, typer.Option("--quick", help="a small smoke run")] = False,
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", min=0.5, help="length of each load phase [5]")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", min=1, help="rounds over the variants [3]")
+    ] = None,
+    connections: Annotated[
+        int | None, typer.Option("--connections", min=1, help="keep-alive connections [16]")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures as JSON to this file")
+    ] = None,
+) -> None:
+    """Measure token verification cost and authorised-request overhead (requests/s)."""
+    from werk.bench.auth import AUTH_QUICK, AuthBenchConfig, render_auth, run_auth_bench
+    from werk.core.logging import configure_logging
+
+    configure_logging("WARNING")
+    given = {"seconds": seconds, "rounds": rounds, "connections": connections}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    config = dataclasses.replace(AUTH_QUICK if quick else AuthBenchConfig(), **overrides)
+    report = run_auth_bench(config, console)
+    render_auth(report, console)
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2))
+        console.print(f"figures written to {json_path}")

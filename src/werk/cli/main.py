@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from werk.cli.auth import login_command, logout_command, whoami_command
 from werk.cli.bench import bench_app
 from werk.cli.data import data_app
 from werk.cli.edge import edge_app
 from werk.cli.errors import one_line_errors
+from werk.cli.iam import iam_app
 from werk.cli.quality import kpis_command, lineage_app, quality_app
 from werk.cli.sources import sources_app
 from werk.cli.sparkplug import commands_command, sparkplug_app, write_command
@@ -101,6 +103,10 @@ app.add_typer(lineage_app, name="lineage")
 app.command("kpis")(kpis_command)
 app.add_typer(data_app, name="data")
 app.add_typer(sources_app, name="sources")
+app.command("login")(login_command)
+app.command("logout")(logout_command)
+app.command("whoami")(whoami_command)
+app.add_typer(iam_app, name="iam")
 
 
 def main() -> None:

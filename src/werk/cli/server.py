@@ -6,12 +6,15 @@ from typing import Any
 
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from werk.api import create_app
+from werk.cli.uns import api_url
 from werk.core.errors import Unavailable
 from werk.core.logging import configure_logging
 from werk.core.settings import Settings, get_settings
+from werk.iam.bootstrap import DemoCredential
 from werk.runtime import Runtime
 from werk.uns.broker import port_in_use
 
@@ -53,10 +56,45 @@ def _print_banner(runtime: Runtime, *, demo: bool) -> None:
         f"[bold]UNS root[/bold]   {s.uns_root}/<enterprise>/<site>/<area>/<line>/<cell>/...",
         f"[bold]Data[/bold]       {s.data_dir.resolve()}",
     ]
+    lines += _access_lines(runtime, web)
     if demo:
         lines += _plant_lines(runtime)
     title = "werk demo" if demo else "werk"
     console.print(Panel("\n".join(lines), title=f"{title} is running (Ctrl+C to stop)"))
+
+
+def _access_lines(runtime: Runtime, web: str) -> list[str]:
+    """How to log in: the new admin's password on the first run, else how to reset it."""
+    security = runtime.security
+    demo = _demo_credential_lines(security.demo_credentials if security is not None else [])
+    login = "werk login" if web == api_url(None) else f"werk login --api {web}"
+    first = security.first_run if security is not None else None
+    if first is None:
+        data_dir = runtime.settings.data_dir.resolve()
+        return [
+            f"[bold]Log in[/bold]     {web}/login or `{login}` (the admin account exists; "
+            f"lost its password? stop werk, then `werk iam reset-admin --data-dir {data_dir}`)",
+            *demo,
+        ]
+    return [
+        f"[bold]Admin[/bold]      user [bold]{escape(first.username)}[/bold], password "
+        f"[bold]{escape(first.password)}[/bold]",
+        "           shown only this once: store it now (werk keeps only a hash)",
+        f"           log in at {web}/login or with `{login} --username {first.username}`",
+        *demo,
+    ]
+
+
+def _demo_credential_lines(credentials: list[DemoCredential]) -> list[str]:
+    users = [c for c in credentials if c.kind == "password"]
+    if not users:
+        return []
+    lines = ["[bold]Partners[/bold]   demo tenants, each sees only its own subtree:"]
+    lines += [
+        f"           {escape(c.org)}: user {escape(c.name)}, password {escape(c.secret)}"
+        for c in users
+    ]
+    return lines
 
 
 def _plant_lines(runtime: Runtime) -> list[str]:

@@ -8,7 +8,9 @@ problem+json in one place (`werk.api.problems`), the CLI into one line.
     ├── ValidationFailed          input that breaks a rule (HTTP 422)
     │   ├── TopicError            a UNS topic or filter that is not valid
     │   └── PayloadError          a payload that fails its contract
+    ├── Unauthenticated           no valid credentials came with the request (HTTP 401)
     ├── Forbidden                 the caller may not do or see this (HTTP 403)
+    ├── TooManyAttempts           too many failed logins; wait and retry (HTTP 429)
     ├── NotFound                  the thing asked for does not exist (HTTP 404)
     ├── Conflict                  the request clashes with current state (HTTP 409)
     └── Unavailable               a dependency is down or not ready (HTTP 503)
@@ -54,6 +56,25 @@ class PayloadError(ValidationFailed):
     """A payload fails its contract."""
 
     default_code = "bad_payload"
+
+
+class Unauthenticated(WerkError):
+    """No valid credentials came with the request."""
+
+    status = 401
+    default_code = "unauthenticated"
+
+
+class TooManyAttempts(WerkError):
+    """Too many failed attempts: the caller must wait `retry_after_s` seconds."""
+
+    status = 429
+    default_code = "too_many_attempts"
+
+    @property
+    def retry_after_s(self) -> int:
+        """Whole seconds until the next attempt may succeed."""
+        return max(1, int(self.params.get("retry_after_s", 1)))
 
 
 class Forbidden(WerkError):

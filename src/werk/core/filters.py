@@ -39,3 +39,20 @@ def check_levels(topic_filter: str) -> str:
                 f"a wildcard must fill a whole level, not {level!r}", code="bad_filter"
             )
     return topic_filter
+
+
+def filter_within(inner: str, outer: str) -> bool:
+    """Whether every topic the filter `inner` matches is also matched by `outer`."""
+    inner_levels = inner.split("/")
+    outer_levels = outer.split("/")
+    for i, level in enumerate(outer_levels):
+        if level == "#":
+            return not (i == 0 and inner_levels[0].startswith("$"))
+        if i >= len(inner_levels):
+            return False
+        mine = inner_levels[i]
+        if mine == "#" or (level != "+" and level != mine):
+            return False
+        if level == "+" and i == 0 and mine.startswith("$"):
+            return False
+    return len(inner_levels) == len(outer_levels)

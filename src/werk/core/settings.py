@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -151,6 +151,51 @@ class Settings(BaseSettings):
     command_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     demo_opcua_port: Annotated[int, Field(ge=1, le=65535)] = 4840
     demo_modbus_port: Annotated[int, Field(ge=1, le=65535)] = 5020
+    mqtt_allow_anonymous: bool = Field(
+        default=False,
+        description="let MQTT clients without credentials publish and subscribe everywhere "
+        "but $SYS (closed lab networks only)",
+    )
+    mqtt_internal_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=0,
+        description="loopback port of the embedded broker's MQTT 3.1.1 listener; 0 = any free",
+    )
+    mqtt5_internal_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=0,
+        description="loopback port of the embedded broker's MQTT 5 listener; 0 = any free",
+    )
+    token_issuer: str = "werk"
+    access_token_ttl_s: Annotated[int, Field(ge=30, le=86_400)] = 900
+    refresh_token_idle_s: Annotated[int, Field(ge=60)] = 8 * 3600
+    refresh_token_max_s: Annotated[int, Field(ge=60)] = 30 * 86_400
+    session_idle_s: Annotated[int, Field(ge=60)] = 8 * 3600
+    session_max_s: Annotated[int, Field(ge=60)] = 7 * 86_400
+    login_max_failures: Annotated[int, Field(ge=1)] = 5
+    login_window_s: Annotated[int, Field(ge=1)] = 900
+    login_lockout_s: Annotated[int, Field(ge=1)] = 60
+    mosquitto_password_file: Path | None = Field(
+        default=None, description="password file werk writes for an external Mosquitto"
+    )
+    mosquitto_acl_file: Path | None = Field(
+        default=None, description="ACL file werk writes for an external Mosquitto"
+    )
+    mosquitto_pid_file: Path | None = Field(
+        default=None, description="Mosquitto's pid file; werk sends SIGHUP to reload"
+    )
+    mosquitto_reload_command: str | None = Field(
+        default=None, description="command that reloads Mosquitto, instead of the pid file"
+    )
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID Connect provider (issuer URL) for web login"
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_org: str = Field(default="operator", description="organisation of OIDC users")
+    oidc_role: str = Field(default="viewer", description="role given to new OIDC users")
+    oidc_namespace: list[str] = Field(
+        default_factory=lambda: ["#"], description="namespace scope of new OIDC users' role"
+    )
+    oidc_label: str = "Single sign-on"
 
     @classmethod
     def settings_customise_sources(

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from werk.core.access import requires
 from werk.core.clock import from_datetime, now_ns, to_datetime
 from werk.core.errors import NotFound, StorageUnavailable, Unavailable
 from werk.historian import exchange
-from werk.historian.access import ADMIN_DATA, check_layer, check_permission
+from werk.historian.access import ADMIN_DATA, check_everywhere, check_layer
 from werk.historian.layers import Table
 from werk.historian.lifecycle import (
     ActionKind,
@@ -37,7 +38,13 @@ def _worker(request: Request) -> RetentionWorker:
     return worker
 
 
+def _whole_namespace(request: Request) -> None:
+    """Retention and export reach every tag: only a caller scoped to all of them may."""
+    check_everywhere(request, ADMIN_DATA)
+
+
 WorkerDep = Annotated[RetentionWorker, Depends(_worker)]
+_ADMIN: Final = (requires(ADMIN_DATA), Depends(_whole_namespace))
 
 
 class RuleRead(BaseModel):
@@ -95,7 +102,12 @@ class RetentionRead(BaseModel):
     next_run: list[PlannedRead]
 
 
-@router.get("/data/retention", response_model=RetentionRead, summary="Retention rules and runs")
+@router.get(
+    "/data/retention",
+    response_model=RetentionRead,
+    summary="Retention rules and runs",
+    dependencies=_ADMIN,
+)
 def retention(worker: WorkerDep) -> RetentionRead:
     """The rules, the report of the last run and a preview of the next one."""
     last = worker.last_report
@@ -108,10 +120,14 @@ def retention(worker: WorkerDep) -> RetentionRead:
     )
 
 
-@router.post("/data/retention/run", response_model=ReportRead, summary="Run retention now")
-def run_retention(request: Request, worker: WorkerDep) -> ReportRead:
+@router.post(
+    "/data/retention/run",
+    response_model=ReportRead,
+    summary="Run retention now",
+    dependencies=_ADMIN,
+)
+def run_retention(worker: WorkerDep) -> ReportRead:
     """Delete and compact now as the rules say; 503 when the storage failed part-way."""
-    check_permission(request, ADMIN_DATA)
     report = worker.run_now()
     if report.error is not None:
         raise StorageUnavailable(report.summary(), code="retention_failed")
@@ -123,6 +139,7 @@ def run_retention(request: Request, worker: WorkerDep) -> ReportRead:
     response_class=StreamingResponse,
     summary="Export a range of a table as Parquet",
     responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}}},
+    dependencies=_ADMIN,
 )
 def export(
     request: Request,

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from werk.core.access import check_path
 from werk.historian import service
-from werk.historian.access import check_layer
-from werk.historian.layers import Layer
+from werk.historian.access import LayerDep, permission
 from werk.historian.schemas import Fill, HistoryQuery, HistoryRead
 from werk.historian.store import HistorianStore
 
@@ -29,15 +29,9 @@ Duration = Annotated[str | None, Query(max_length=16, description="such as 10s, 
 @router.get("/history/{tag:path}", response_model=HistoryRead, summary="History of a tag")
 def history(
     request: Request,
+    layer: LayerDep,
     tag: str,
     store: StoreDep,
-    layer: Annotated[
-        Layer,
-        Query(
-            description="raw: as received; processed: unit-normalised and rule-flagged; "
-            "business: rollups (needs bucket)"
-        ),
-    ],
     start: Start = None,
     end: End = None,
     bucket: Duration = None,
@@ -49,7 +43,7 @@ def history(
     ] = False,
 ) -> HistoryRead:
     """Samples, min/max/avg/count/first/last per bucket, or a regular grid (interval+fill)."""
-    check_layer(request, layer)
+    check_path(request, permission(layer), tag)
     start_ns, end_ns = service.time_range(start, end, timedelta(hours=1))
     query = HistoryQuery(
         tag=tag,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import werk.iam.models  # registers the IAM and audit tables on Base.metadata
 import werk.sources.models  # registers the sources tables on Base.metadata
 import werk.sparkplug.models  # registers the Sparkplug tables on Base.metadata
 import werk.uns.models  # noqa: F401  # registers the UNS tables on Base.metadata

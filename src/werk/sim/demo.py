@@ -10,9 +10,11 @@ machine at the same ISA-95 path its JSON twin would have.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 from werk.core.settings import SparkplugRoute
 from werk.edge.agent import EdgeAgent
@@ -29,7 +31,33 @@ GROUP: Final = "acme"
 EDGE_NODE: Final = "berlin-gw-1"
 GATEWAY_PATH: Final = "acme/berlin/machining/edge/berlin-gw-1"
 JSON_ASSETS: Final = frozenset({"conveyor-1", "packer-1"})
+JSON_DEVICES: Final = "berlin-line-2-devices"
 POLL_MS: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DemoDevice:
+    """An MQTT client of the demo plant, as IAM should know it.
+
+    `name` is its MQTT user name and the key of its pair in `DemoSite`'s credentials;
+    `namespace` the tag paths it publishes (UNS root not included); `sparkplug` the
+    (group, edge node) of an edge node.
+    """
+
+    name: str
+    namespace: tuple[str, ...]
+    sparkplug: tuple[str, str] | None = None
+
+
+def demo_devices(seed: int = 7) -> list[DemoDevice]:
+    """The demo plant's MQTT clients: the edge node and the JSON devices' publisher."""
+    json_paths = tuple(
+        f"{m.node.path}/#" for m in demo_machines(seed) if m.spec.asset in JSON_ASSETS
+    )
+    return [
+        DemoDevice(EDGE_NODE, (), sparkplug=(GROUP, EDGE_NODE)),
+        DemoDevice(JSON_DEVICES, json_paths),
+    ]
 
 
 def demo_routes(seed: int = 7) -> list[SparkplugRoute]:
@@ -43,6 +71,13 @@ def demo_routes(seed: int = 7) -> list[SparkplugRoute]:
         SparkplugRoute(group=GROUP, edge_node=EDGE_NODE, device="node", path=GATEWAY_PATH)
     )
     return routes
+
+
+def _broker_url(host: str, port: int, credentials: tuple[str, str] | None) -> str:
+    if credentials is None:
+        return f"mqtt://{host}:{port}"
+    user, password = (quote(part, safe="") for part in credentials)
+    return f"mqtt://{user}:{password}@{host}:{port}"
 
 
 def edge_config(
@@ -103,7 +138,10 @@ class DemoSite:
         data_dir: Path,
         primary_host: str | None,
         seed: int = 7,
+        credentials: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
+        """Build the site; `credentials` maps `demo_devices` names to (user, password)."""
+        credentials = credentials or {}
         machines = [m for m in demo_machines(seed) if m.spec.asset not in JSON_ASSETS]
         self.brownfield = BrownfieldPlant(
             machines, host=mqtt_host, opcua_port=opcua_port, modbus_port=modbus_port
@@ -112,14 +150,15 @@ class DemoSite:
             edge_config(
                 machines,
                 self.brownfield.endpoints,
-                broker_url=f"mqtt://{mqtt_host}:{mqtt_port}",
+                broker_url=_broker_url(mqtt_host, mqtt_port, credentials.get(EDGE_NODE)),
                 buffer_dir=data_dir / "edge",
                 primary_host=primary_host,
             )
         )
         self.json_devices = DemoPlant(
-            mqtt_host, mqtt_port, root=root, seed=seed, assets=JSON_ASSETS
-        )
+            mqtt_host, mqtt_port, root=root, seed=seed, assets=JSON_ASSETS,
+            credentials=credentials.get(JSON_DEVICES),
+        )  # fmt: skip
 
     @property
     def endpoints(self) -> list[Endpoint]:

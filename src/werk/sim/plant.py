@@ -105,6 +105,7 @@ class DemoPlant:
         interval_s: float = 1.0,
         seed: int = 7,
         assets: Collection[str] | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
@@ -112,6 +113,7 @@ class DemoPlant:
         self.port = port
         self.root = check_root(root)
         self.interval_s = interval_s
+        self._credentials = credentials
         machines = demo_machines(seed)
         self.machines = [m for m in machines if assets is None or m.spec.asset in assets]
         # Alternate so both lines carry both payload forms.
@@ -222,6 +224,8 @@ class DemoPlant:
             protocol=paho.MQTTv311,
         )
         client.connect_timeout = timeout_s
+        if self._credentials is not None:
+            client.username_pw_set(*self._credentials)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_queued_messages_set(MAX_QUEUED)
         client.on_connect = self._on_connect

@@ -9,11 +9,21 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from werk.core.access import requires
 from werk.core.clock import NS_PER_S, from_datetime, now_ns, to_datetime
-from werk.core.errors import NotFound, ValidationFailed
-from werk.historian.access import WRITE_SOURCES, check_layer, check_permission
-from werk.historian.layers import Layer, Record
+from werk.core.errors import Forbidden, NotFound, ValidationFailed
+from werk.historian.access import everywhere
+from werk.historian.layers import Record
 from werk.historian.service import message_hex
+from werk.sources.access import (
+    READ_SOURCES,
+    WRITE_SOURCES,
+    Reach,
+    count_visible,
+    reach,
+    unknown_dataset,
+    visible_records,
+)
 from werk.sources.config import PUSH_SOURCE, SOURCE_PATTERN
 from werk.sources.contracts import NAME_PATTERN, DatasetContract
 from werk.sources.landing import Landed
@@ -53,21 +63,39 @@ DatasetName = Annotated[str, Path(pattern=NAME_PATTERN, description="dataset, e.
 SourceName = Annotated[str, Path(pattern=SOURCE_PATTERN, description="configured source")]
 
 
-@router.get("/datasets", response_model=list[DatasetRead], summary="Datasets")
-def datasets(runner: RunnerDep) -> list[DatasetRead]:
-    """Every dataset contract with its number of stored records."""
+@router.get(
+    "/datasets",
+    response_model=list[DatasetRead],
+    summary="Datasets",
+    dependencies=[requires(READ_SOURCES)],
+)
+def datasets(request: Request, runner: RunnerDep) -> list[DatasetRead]:
+    """Every dataset contract in the caller's scope with the records the caller may see."""
     counts = runner.store.datasets()
-    return [_dataset(c, counts.get(c.name, 0)) for c in runner.catalog.all()]
+    found = [(c, reach(request, READ_SOURCES, c)) for c in runner.catalog.all()]
+    return [_counted(request, runner, c, r, counts) for c, r in found if r is not Reach.NONE]
 
 
-@router.get("/datasets/{dataset}", response_model=DatasetRead, summary="One dataset")
-def dataset(dataset: DatasetName, runner: RunnerDep) -> DatasetRead:
-    """The contract of one dataset with its number of stored records."""
-    contract = runner.catalog.get(dataset)
-    return _dataset(contract, runner.store.datasets().get(dataset, 0))
+@router.get(
+    "/datasets/{dataset}",
+    response_model=DatasetRead,
+    summary="One dataset",
+    dependencies=[requires(READ_SOURCES)],
+)
+def dataset(request: Request, dataset: DatasetName, runner: RunnerDep) -> DatasetRead:
+    """The contract of one dataset with the number of stored records the caller may see."""
+    contract, seen = _seen(request, runner, dataset, READ_SOURCES)
+    if contract is None:
+        contract = runner.catalog.get(dataset)  # raises NotFound naming the known datasets
+    return _counted(request, runner, contract, seen, runner.store.datasets())
 
 
-@router.get("/datasets/{dataset}/records", response_model=RecordPage, summary="Records")
+@router.get(
+    "/datasets/{dataset}/records",
+    response_model=RecordPage,
+    summary="Records",
+    dependencies=[requires(READ_SOURCES)],
+)
 def records(
     request: Request,
     dataset: DatasetName,
@@ -78,15 +106,20 @@ def records(
     latest: Annotated[bool, Query(description="only the newest version of each key")] = False,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> RecordPage:
-    """Records of a dataset with start <= time < end, oldest first."""
-    check_layer(request, Layer.RAW)
-    if dataset not in runner.catalog and dataset not in runner.store.datasets():
-        runner.catalog.get(dataset)  # raises NotFound naming the known datasets
+    """Records of a dataset in the caller's scope with start <= time < end, oldest first."""
+    contract, seen = _seen(request, runner, dataset, READ_SOURCES)
     start_ns = 0 if start is None else from_datetime(start)
     end_ns = now_ns() + _DAY_NS + 1 if end is None else from_datetime(end)
     if start_ns >= end_ns:
         raise ValidationFailed("start must be before end", code="bad_range")
-    found = runner.store.records(dataset, start_ns, end_ns, limit, key=key, latest=latest)
+
+    def ask(count: int) -> list[Record]:
+        return runner.store.records(dataset, start_ns, end_ns, count, key=key, latest=latest)
+
+    if seen is Reach.ALL or contract is None:
+        found = ask(limit)
+    else:
+        found = visible_records(request, contract, ask, limit)
     return RecordPage(
         dataset=dataset,
         start=to_datetime(start_ns),
@@ -96,27 +129,48 @@ def records(
     )
 
 
-@router.get("/sources", response_model=list[SourceRead], summary="Sources")
-def sources(runner: RunnerDep) -> list[SourceRead]:
-    """Every configured source with its newest run."""
+@router.get(
+    "/sources",
+    response_model=list[SourceRead],
+    summary="Sources",
+    dependencies=[requires(READ_SOURCES)],
+)
+def sources(request: Request, runner: RunnerDep) -> list[SourceRead]:
+    """Every configured source of a dataset wholly in the caller's scope, with its newest run."""
+    names = [c.config.name for c in runner.connectors]
+    shown = [n for n in names if _source_reach(request, runner, n, READ_SOURCES) is Reach.ALL]
     with runner.sessions() as session:
         last = last_runs(session=session)
-        return [_source(runner, c.config.name, last.get(c.config.name)) for c in runner.connectors]
+        return [_source(runner, name, last.get(name)) for name in shown]
 
 
-@router.get("/sources/{name}", response_model=SourceDetail, summary="One source")
+@router.get(
+    "/sources/{name}",
+    response_model=SourceDetail,
+    summary="One source",
+    dependencies=[requires(READ_SOURCES)],
+)
 def source(
-    name: SourceName, runner: RunnerDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    request: Request,
+    name: SourceName,
+    runner: RunnerDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> SourceDetail:
     """One configured source with its recent runs, newest first."""
-    runner.connector(name)
+    if _source_reach(request, runner, name, READ_SOURCES) is not Reach.ALL:
+        raise _unknown_source(name)
     with runner.sessions() as session:
         recent = runs(session=session, source=name, limit=limit)
         read = _source(runner, name, recent[0] if recent else None)
         return SourceDetail(**read.model_dump(), runs=[_run(r) for r in recent])
 
 
-@router.post("/sources/{name}/run", response_model=RunRequested, summary="Run a source now")
+@router.post(
+    "/sources/{name}/run",
+    response_model=RunRequested,
+    summary="Run a source now",
+    dependencies=[requires(WRITE_SOURCES)],
+)
 def run(
     http: Request,
     name: SourceName,
@@ -124,12 +178,20 @@ def run(
     wait_s: Annotated[float, Query(ge=0, le=60, description="seconds to wait for the end")] = 5.0,
 ) -> RunRequested:
     """Queue a run of the source and wait up to `wait_s` seconds for it to end."""
-    check_permission(http, WRITE_SOURCES)
+    if _source_reach(http, runner, name, WRITE_SOURCES) is not Reach.ALL:
+        if _source_reach(http, runner, name, READ_SOURCES) is not Reach.ALL:
+            raise _unknown_source(name)
+        raise _out_of_scope(f"running the source {name!r}")
     request = runner.run_now(name, wait_s)
     return _requested(runner, request)
 
 
-@router.post("/sources/{dataset}/records", response_model=PushResult, summary="Push records")
+@router.post(
+    "/sources/{dataset}/records",
+    response_model=PushResult,
+    summary="Push records",
+    dependencies=[requires(WRITE_SOURCES)],
+)
 async def push(
     request: Request,
     dataset: DatasetName,
@@ -139,11 +201,64 @@ async def push(
     ] = PUSH_SOURCE,
 ) -> PushResult:
     """Validate a JSON list of rows; valid rows are stored, the others quarantined."""
-    check_permission(request, WRITE_SOURCES)
-    runner.catalog.get(dataset)
+    contract, seen = _seen(request, runner, dataset, WRITE_SOURCES)
+    if contract is None:
+        runner.catalog.get(dataset)  # raises NotFound naming the known datasets
+    if seen is not Reach.ALL:
+        raise _out_of_scope(f"pushing rows to {dataset!r}")
     rows = _rows(await _body(request, runner.max_push_bytes))
     landed = await run_in_threadpool(runner.push, dataset, rows, source)
     return _pushed(dataset, source, landed)
+
+
+def _seen(
+    request: Request, runner: SourceRunner, name: str, permission: str
+) -> tuple[DatasetContract | None, Reach]:
+    """The dataset's contract and how much of it the caller reaches; NotFound for none.
+
+    A caller scoped to part of the namespace is told only of the datasets it may see.
+    """
+    contract = runner.catalog.get(name) if name in runner.catalog else None
+    if everywhere(request, permission):
+        if contract is None and name not in runner.store.datasets():
+            runner.catalog.get(name)  # raises NotFound naming the known datasets
+        return contract, Reach.ALL
+    seen = reach(request, permission, contract)
+    if seen is Reach.NONE:
+        shown = [
+            c.name for c in runner.catalog.all() if reach(request, permission, c) is not Reach.NONE
+        ]
+        raise unknown_dataset(name, shown)
+    return contract, seen
+
+
+def _counted(
+    request: Request,
+    runner: SourceRunner,
+    contract: DatasetContract,
+    seen: Reach,
+    counts: dict[str, int],
+) -> DatasetRead:
+    if seen is Reach.ALL:
+        return _dataset(contract, counts.get(contract.name, 0))
+    return _dataset(contract, count_visible(request, runner.store, contract))
+
+
+def _source_reach(request: Request, runner: SourceRunner, name: str, permission: str) -> Reach:
+    dataset = runner.connector(name).config.dataset
+    contract = runner.catalog.get(dataset) if dataset in runner.catalog else None
+    return reach(request, permission, contract)
+
+
+def _unknown_source(name: str) -> NotFound:
+    return NotFound(f"no source {name!r}", code="unknown_source", source=name)
+
+
+def _out_of_scope(what: str) -> Forbidden:
+    return Forbidden(
+        f"{what} needs the permission over every tag path its dataset's measures name",
+        code="out_of_scope",
+    )
 
 
 async def _body(request: Request, limit: int) -> bytes:

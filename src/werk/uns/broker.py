@@ -1,13 +1,15 @@
-"""The embedded MQTT broker (rumqttd through iotcore) with MQTT 3.1.1 and 5 listeners."""
+"""The embedded MQTT broker (rumqttd through iotcore): internal listeners for werk itself."""
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
 from werk.core.errors import BrokerUnavailable
 from werk.core.settings import Settings
@@ -24,26 +26,21 @@ max_connections = 10010
 max_outgoing_packet_count = {max_inflight}
 max_segment_size = {segment_size}
 max_segment_count = 10
+{listeners}"""
 
-[v4.1]
-name = "mqtt311"
+_LISTENER = """
+[{version}.{index}]
+name = "{name}"
 listen = "{host}:{port}"
 next_connection_delay_ms = 1
-    [v4.1.connections]
+    [{version}.{index}.connections]
     connection_timeout_ms = 60000
     max_payload_size = {max_payload}
     max_inflight_count = {max_inflight}
-    dynamic_filters = true
+{extra}"""
 
-[v5.1]
-name = "mqtt5"
-listen = "{host}:{port5}"
-next_connection_delay_ms = 1
-    [v5.1.connections]
-    connection_timeout_ms = 60000
-    max_payload_size = {max_payload}
-    max_inflight_count = {max_inflight}
-"""
+INTERNAL_HOST: Final = "127.0.0.1"
+INTERNAL_USER: Final = "werk-internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +63,8 @@ class BrokerAddress:
 def parse_broker_url(url: str) -> BrokerAddress:
     """Parse ``mqtt://[user[:password]@]host[:port]`` (port 1883 when omitted).
 
+    User and password may be percent-encoded (`quote(..., safe="")`).
+
     External brokers are spoken to in MQTT 5. Error messages never repeat the password.
     """
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
@@ -80,9 +79,12 @@ def parse_broker_url(url: str) -> BrokerAddress:
         raise BrokerUnavailable(
             f"broker URL {shown!r} has a bad port", code="bad_broker_url"
         ) from exc
+    user, password = parts.username, parts.password
     return BrokerAddress(
-        parts.hostname, port, mqtt5=True, username=parts.username, password=parts.password
-    )
+        parts.hostname, port, mqtt5=True,
+        username=None if user is None else unquote(user),
+        password=None if password is None else unquote(password),
+    )  # fmt: skip
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -104,53 +106,89 @@ def reachable(address: BrokerAddress, timeout_s: float = 3.0) -> bool:
 
 
 class EmbeddedBroker:
-    """rumqttd in a child process: MQTT 3.1.1 on `mqtt_port`, MQTT 5 on `mqtt5_port`."""
+    """rumqttd in a child process, on loopback ports that only werk's credentials open.
 
-    def __init__(self, settings: Settings) -> None:
+    werk's own clients use `address` (MQTT 5) and `internal_v311_address`; everyone else
+    comes in through `werk.uns.gateway.MqttGateway` on the public `mqtt_port` and
+    `mqtt5_port`. With ``serve_public=True`` rumqttd itself also serves the public ports,
+    without authentication: for tests and benchmarks that need a plain broker.
+    """
+
+    def __init__(self, settings: Settings, *, serve_public: bool = True) -> None:
         self._settings = settings
+        self._serve_public = serve_public
         self._broker: Any = None
+        self._password = ""
+        self._ports: tuple[int, int] | None = None
 
     @property
     def address(self) -> BrokerAddress:
-        """The MQTT 5 listener, which werk's own clients use."""
-        return BrokerAddress(self._settings.mqtt_host, self._settings.mqtt5_port, mqtt5=True)
+        """The internal MQTT 5 listener with werk's credentials (ingest, publisher, host)."""
+        return self._internal(1, mqtt5=True)
 
-    def config_text(self) -> str:
+    @property
+    def internal_v311_address(self) -> BrokerAddress:
+        """The internal MQTT 3.1.1 listener with werk's credentials."""
+        return self._internal(0, mqtt5=False)
+
+    def _internal(self, which: int, *, mqtt5: bool) -> BrokerAddress:
+        if self._ports is None:
+            raise BrokerUnavailable("the embedded broker is not running", code="broker_stopped")
+        return BrokerAddress(
+            INTERNAL_HOST, self._ports[which], mqtt5=mqtt5,
+            username=INTERNAL_USER, password=self._password,
+        )  # fmt: skip
+
+    def config_text(self, internal_ports: tuple[int, int], password: str) -> str:
         """The rumqttd TOML for the current settings."""
         s = self._settings
+        auth = f'    auth = {{ {INTERNAL_USER} = "{password}" }}\n'
+        listeners = [
+            self._listener("v4", 1, "internal311", INTERNAL_HOST, internal_ports[0], auth),
+            self._listener("v5", 1, "internal5", INTERNAL_HOST, internal_ports[1], auth),
+        ]
+        if self._serve_public:
+            listeners.append(self._listener("v4", 2, "mqtt311", s.mqtt_host, s.mqtt_port, ""))
+            listeners.append(self._listener("v5", 2, "mqtt5", s.mqtt_host, s.mqtt5_port, ""))
         return _RUMQTTD_TOML.format(
-            host=s.mqtt_host,
-            port=s.mqtt_port,
-            port5=s.mqtt5_port,
-            max_payload=s.mqtt_max_payload,
             max_inflight=s.mqtt_max_inflight,
             segment_size=max(100 * 1024 * 1024, 8 * s.mqtt_max_payload),
+            listeners="".join(listeners),
         )
+
+    def _listener(
+        self, version: str, index: int, name: str, host: str, port: int, auth: str
+    ) -> str:
+        extra = "    dynamic_filters = true\n" if version == "v4" else ""
+        return _LISTENER.format(
+            version=version, index=index, name=name, host=host, port=port,
+            max_payload=self._settings.mqtt_max_payload,
+            max_inflight=self._settings.mqtt_max_inflight, extra=extra + auth,
+        )  # fmt: skip
 
     def start(self) -> BrokerAddress:
         """Start the broker; stop with one clear line when a port is taken."""
         from iotcore import Broker
 
         s = self._settings
-        for port in (s.mqtt_port, s.mqtt5_port):
-            if port_in_use(s.mqtt_host, port):
-                raise BrokerUnavailable(
-                    f"port {port} on {s.mqtt_host} is already in use: name a running broker "
-                    f"with --broker mqtt://host:port, or pick free ports with --mqtt-port "
-                    f"and --mqtt5-port",
-                    code="port_in_use",
-                    port=port,
-                )
+        check_public_ports(s)
+        ports = (
+            _internal_port(s.mqtt_internal_port, "mqtt_internal_port"),
+            _internal_port(s.mqtt5_internal_port, "mqtt5_internal_port"),
+        )
+        password = secrets.token_urlsafe(32)
         config = Path(s.data_dir) / "rumqttd.toml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(self.config_text(), encoding="utf-8")
+        _write_private(config, self.config_text(ports, password))
         try:
             self._broker = Broker(config_path=str(config)).start(timeout=15.0)
         except (OSError, RuntimeError) as exc:
             raise BrokerUnavailable(f"the embedded broker did not start: {exc}") from exc
+        self._ports, self._password = ports, password
         _LOGGER.info(
-            "embedded MQTT broker: 3.1.1 on %s:%d, 5 on %s:%d",
-            s.mqtt_host, s.mqtt_port, s.mqtt_host, s.mqtt5_port,
+            "embedded MQTT broker: internal 3.1.1 on %s:%d, 5 on %s:%d%s",
+            INTERNAL_HOST, ports[0], INTERNAL_HOST, ports[1],
+            f"; open 3.1.1 on {s.mqtt_host}:{s.mqtt_port}, 5 on {s.mqtt_host}:{s.mqtt5_port}"
+            if self._serve_public else "",
         )  # fmt: skip
         return self.address
 
@@ -159,3 +197,46 @@ class EmbeddedBroker:
         if self._broker is not None:
             self._broker.stop()
             self._broker = None
+        self._ports = None
+
+
+def port_taken(host: str, port: int) -> BrokerUnavailable:
+    """The one-line error for a public MQTT port something else listens on."""
+    return BrokerUnavailable(
+        f"port {port} on {host} is already in use: name a running broker "
+        f"with --broker mqtt://host:port, or pick free ports with --mqtt-port "
+        f"and --mqtt5-port",
+        code="port_in_use",
+        port=port,
+    )
+
+
+def check_public_ports(settings: Settings) -> None:
+    """Raise `port_taken` when a public MQTT port is in use."""
+    for port in (settings.mqtt_port, settings.mqtt5_port):
+        if port_in_use(settings.mqtt_host, port):
+            raise port_taken(settings.mqtt_host, port)
+
+
+def _internal_port(configured: int, setting: str) -> int:
+    """The configured internal port (checked free), or a free loopback port."""
+    if configured:
+        if port_in_use(INTERNAL_HOST, configured):
+            raise BrokerUnavailable(
+                f"port {configured} on {INTERNAL_HOST} ({setting}) is already in use",
+                code="port_in_use",
+                port=configured,
+            )
+        return configured
+    with socket.socket() as sock:
+        sock.bind((INTERNAL_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` readable by this user only (it holds the internal password)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)

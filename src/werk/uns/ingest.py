@@ -16,8 +16,8 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import paho.mqtt.client as paho
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,16 +26,25 @@ from werk.core.clock import now_ns
 from werk.core.journal import Position
 from werk.core.settings import OverflowPolicy, Settings
 from werk.historian import HistorianStore
+from werk.uns import quarantine
 from werk.uns.broker import BrokerAddress
 from werk.uns.contracts import CommandHandler
 from werk.uns.messages import Chunk, IngestStats, Received
 from werk.uns.mqtt import close_flushed, connect, make_client
 from werk.uns.namespace import Namespace
+from werk.uns.quarantine import Rejected
 from werk.uns.spool import FLAG_OVERFLOW, Spool, SpoolRecord, record_size
 from werk.uns.translate import Translator
 from werk.uns.writer import HistorianWriter, Listener
 
 _LOGGER = logging.getLogger(__name__)
+
+PublishGuard = Callable[[str], bool]
+_REFUSED_REASON: Final = "publisher_scope"
+_REFUSED_DETAIL: Final = (
+    "no enabled principal may publish on this topic; the broker should not have let it in"
+)
+_REFUSED_LOG_EVERY_S: Final = 60.0
 
 
 class _Delivery:
@@ -59,9 +68,14 @@ class IngestPipeline:
         namespace: Namespace,
         sessions: sessionmaker[Session],
         translators: Sequence[Translator] = (),
+        publish_guard: PublishGuard | None = None,
     ) -> None:
         self._settings = settings
         self._address = address
+        self._sessions = sessions
+        self._guard = publish_guard
+        self._refused_logged = -_REFUSED_LOG_EVERY_S
+        self._refused_unlogged = 0
         self._inbox = _Inbox(settings.ingest_queue_size, settings.ingest_overflow)
         self._spool = Spool(
             settings.data_dir / "spool",
@@ -198,15 +212,64 @@ class IngestPipeline:
                 self._spool_and_ack(deliveries)
 
     def _spool_and_ack(self, deliveries: list[_Delivery]) -> None:
-        records = [_record(d.message) for d in deliveries]
-        end = self._append_until_it_lands(records)
-        if end is None:
+        kept, refused = self._screen(deliveries)
+        if refused and not self._quarantine_until_it_lands(refused):
+            return  # stopping: not acknowledged; the broker delivers again
+        records = [_record(d.message) for d in kept]
+        end = self._append_until_it_lands(records) if records else None
+        if records and end is None:
             return  # stopping: not spooled, not acknowledged; the broker delivers again
         for d in deliveries:
             if d.qos > 0:
                 d.client.ack(d.mid, d.qos)
-        size = sum(record_size(r) for r in records)
-        self._writer.submit(Chunk([d.message for d in deliveries], end, size))
+        if end is not None:
+            size = sum(record_size(r) for r in records)
+            self._writer.submit(Chunk([d.message for d in kept], end, size))
+
+    def _screen(self, deliveries: list[_Delivery]) -> tuple[list[_Delivery], list[_Delivery]]:
+        """Split off the messages on topics no principal may publish (publish guard)."""
+        guard = self._guard
+        if guard is None:
+            return deliveries, []
+        kept: list[_Delivery] = []
+        refused: list[_Delivery] = []
+        for d in deliveries:
+            (kept if guard(d.message.topic) else refused).append(d)
+        return kept, refused
+
+    def _quarantine_until_it_lands(self, refused: list[_Delivery]) -> bool:
+        """Quarantine refused messages, retrying with back-off; False if werk stops first."""
+        rejected = [_refused(d.message) for d in refused]
+        delay, failing = 0.1, False
+        while True:
+            try:
+                with self._sessions.begin() as session:
+                    quarantine.add_rejected(session=session, rejected=rejected)
+                break
+            except Exception as exc:  # nothing is acknowledged until it lands
+                if not failing:
+                    _LOGGER.error("cannot quarantine refused messages, retrying: %s", exc)
+                    failing = True
+                if not self._running.is_set():
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        if failing:
+            _LOGGER.info("quarantining refused messages recovered")
+        self.stats.rejected += len(rejected)
+        self._note_refused(rejected)
+        return True
+
+    def _note_refused(self, rejected: list[Rejected]) -> None:
+        """Log refused messages, at most once a minute."""
+        self._refused_unlogged += len(rejected)
+        now = time.monotonic()
+        if now - self._refused_logged >= _REFUSED_LOG_EVERY_S:
+            _LOGGER.warning(
+                "quarantined %d messages on topics no principal may publish (e.g. %r)",
+                self._refused_unlogged, rejected[0].topic,
+            )  # fmt: skip
+            self._refused_logged, self._refused_unlogged = now, 0
 
     def _append_until_it_lands(self, records: list[SpoolRecord]) -> Position | None:
         """Append with back-off until it works; None if werk stops first."""
@@ -288,6 +351,12 @@ class _Inbox:
 def _record(message: Received) -> SpoolRecord:
     flags = FLAG_OVERFLOW if message.overflowed else 0
     return SpoolRecord(message.topic, message.payload, message.received_ns, flags)
+
+
+def _refused(message: Received) -> Rejected:
+    return Rejected(
+        message.received_ns, message.topic, message.payload, _REFUSED_REASON, _REFUSED_DETAIL
+    )
 
 
 def _received(record: SpoolRecord) -> Received:

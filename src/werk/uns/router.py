@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
+from werk.core.access import check_path, requires, visible
+from werk.core.errors import Forbidden
 from werk.core.settings import Settings
 from werk.uns import quarantine, service
+from werk.uns.access import (
+    QUARANTINE_READ,
+    UNS_PUBLISH,
+    UNS_READ,
+    check_record,
+    prune,
+    quarantine_filter,
+    quarantine_slice,
+    tag_filter,
+)
 from werk.uns.mqtt import Publisher
 from werk.uns.namespace import Namespace
 from werk.uns.schemas import (
@@ -25,6 +37,8 @@ from werk.uns.schemas import (
 from werk.uns.topics import check_filter, parse_tag_path
 
 router = APIRouter(tags=["uns"])
+
+_SEARCH_LIMIT: Final = 10_000
 
 
 def _namespace(request: Request) -> Namespace:
@@ -51,28 +65,52 @@ SessionDep = Annotated[Session, Depends(_session)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
-@router.get("/namespace", response_model=TreeRead, summary="Namespace tree")
+@router.get(
+    "/namespace",
+    response_model=TreeRead,
+    summary="Namespace tree",
+    dependencies=[requires(UNS_READ)],
+)
 def namespace_tree(
+    request: Request,
     namespace: NamespaceDep,
     prefix: Annotated[str, Query(max_length=1024, description="a path such as acme/berlin")] = "",
 ) -> TreeRead:
-    """The tree of every level and tag seen, below `prefix`."""
-    return TreeRead.model_validate(namespace.tree(prefix.strip("/")).as_dict())
+    """The tree of every level and tag seen below `prefix`, within the caller's scope."""
+    tree = namespace.tree(prefix.strip("/"))
+    keep = tag_filter(request, UNS_READ)
+    return TreeRead.model_validate((tree if keep is None else prune(tree, keep)).as_dict())
 
 
-@router.get("/namespace/search", response_model=TagPage, summary="Search tags")
+@router.get(
+    "/namespace/search",
+    response_model=TagPage,
+    summary="Search tags",
+    dependencies=[requires(UNS_READ)],
+)
 def search(
+    request: Request,
     namespace: NamespaceDep,
     settings: SettingsDep,
     q: Annotated[str, Query(min_length=1, max_length=200)],
     limit: Limit = 50,
 ) -> TagPage:
-    """Tags whose path contains every word of `q`."""
-    return service.search_tags(namespace=namespace, text=q, root=settings.uns_root, limit=limit)
+    """Tags in the caller's scope whose path contains every word of `q`."""
+    keep = tag_filter(request, UNS_READ)
+    if keep is None:
+        return service.search_tags(namespace=namespace, text=q, root=settings.uns_root, limit=limit)
+    found = [s for s in namespace.search(q, limit=len(namespace)) if keep(s.path)]
+    return service.tag_page(found[:_SEARCH_LIMIT], root=settings.uns_root, limit=limit)
 
 
-@router.get("/values", response_model=TagPage, summary="Last-known values of a subtree")
+@router.get(
+    "/values",
+    response_model=TagPage,
+    summary="Last-known values of a subtree",
+    dependencies=[requires(UNS_READ)],
+)
 def values(
+    request: Request,
     namespace: NamespaceDep,
     settings: SettingsDep,
     filter: Annotated[
@@ -80,15 +118,24 @@ def values(
     ] = "#",
     limit: Limit = 1000,
 ) -> TagPage:
-    """Last-known values of every tag whose path matches `filter`."""
+    """Last-known values of every tag in the caller's scope whose path matches `filter`."""
     states = namespace.select(check_filter(filter))
+    keep = tag_filter(request, UNS_READ)
+    if keep is not None:
+        states = [s for s in states if keep(s.path)]
     return service.tag_page(states, root=settings.uns_root, limit=limit)
 
 
-@router.get("/tags/{path:path}", response_model=TagRead, summary="One tag")
-def tag(path: str, namespace: NamespaceDep, settings: SettingsDep) -> TagRead:
+@router.get(
+    "/tags/{path:path}",
+    response_model=TagRead,
+    summary="One tag",
+    dependencies=[requires(UNS_READ)],
+)
+def tag(request: Request, path: str, namespace: NamespaceDep, settings: SettingsDep) -> TagRead:
     """Registry entry and last-known value of one tag."""
     parse_tag_path(path)
+    check_path(request, UNS_READ, path)
     return service.tag_read(namespace.get(path), root=settings.uns_root)
 
 
@@ -97,29 +144,60 @@ def tag(path: str, namespace: NamespaceDep, settings: SettingsDep) -> TagRead:
     response_model=PublishResult,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Publish a value",
+    dependencies=[requires(UNS_PUBLISH)],
 )
-def publish(body: PublishRequest, publisher: PublisherDep, settings: SettingsDep) -> PublishResult:
+def publish(
+    request: Request, body: PublishRequest, publisher: PublisherDep, settings: SettingsDep
+) -> PublishResult:
     """Publish a value to the tag's `_value` topic; 202 once the broker has it."""
+    parse_tag_path(body.tag)
+    if not visible(request, UNS_PUBLISH, body.tag):
+        raise Forbidden(
+            f"publishing to {body.tag!r} is outside your scope", code="out_of_scope", tag=body.tag
+        )
     return service.publish_value(publisher=publisher, request=body, root=settings.uns_root)
 
 
-@router.get("/quarantine", response_model=QuarantinePage, summary="Rejected messages")
+@router.get(
+    "/quarantine",
+    response_model=QuarantinePage,
+    summary="Rejected messages",
+    dependencies=[requires(QUARANTINE_READ)],
+)
 def quarantine_list(
+    request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     reason: Annotated[str | None, Query(max_length=64)] = None,
     before_id: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> QuarantinePage:
-    """Rejected messages with their reason, newest first."""
-    return service.quarantine_page(session=session, reason=reason, limit=limit, before_id=before_id)
+    """Rejected messages the caller may see with their reason, newest first."""
+    keep = quarantine_filter(request, settings.uns_root)
+    if keep is None:
+        return service.quarantine_page(
+            session=session, reason=reason, limit=limit, before_id=before_id
+        )
+    found = quarantine_slice(
+        session=session, keep=keep, reason=reason, limit=limit, before_id=before_id
+    )
+    items = [service.quarantine_read(r) for r in found.records]
+    return QuarantinePage(items=items, total=found.total, reasons=found.reasons)
 
 
 @router.get(
-    "/quarantine/{record_id}", response_model=QuarantineRead, summary="One rejected message"
+    "/quarantine/{record_id}",
+    response_model=QuarantineRead,
+    summary="One rejected message",
+    dependencies=[requires(QUARANTINE_READ)],
 )
-def quarantine_one(record_id: int, session: SessionDep) -> QuarantineRead:
+def quarantine_one(
+    request: Request, record_id: int, session: SessionDep, settings: SettingsDep
+) -> QuarantineRead:
     """One rejected message."""
-    return service.quarantine_read(quarantine.get_record(session=session, record_id=record_id))
+    record = quarantine.get_record(session=session, record_id=record_id)
+    keep = quarantine_filter(request, settings.uns_root)
+    return service.quarantine_read(check_record(record, keep))
 
 
 @router.get(
@@ -127,14 +205,23 @@ def quarantine_one(record_id: int, session: SessionDep) -> QuarantineRead:
     summary="Payload of a rejected message",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
+    dependencies=[requires(QUARANTINE_READ)],
 )
-def quarantine_payload(record_id: int, session: SessionDep) -> Response:
+def quarantine_payload(
+    request: Request, record_id: int, session: SessionDep, settings: SettingsDep
+) -> Response:
     """The payload exactly as it arrived."""
     record = quarantine.get_record(session=session, record_id=record_id)
+    check_record(record, quarantine_filter(request, settings.uns_root))
     return Response(record.payload, media_type="application/octet-stream")
 
 
-@router.get("/contracts", response_model=list[ContractRead], summary="Payload contracts")
+@router.get(
+    "/contracts",
+    response_model=list[ContractRead],
+    summary="Payload contracts",
+    dependencies=[requires(UNS_READ)],
+)
 def contracts(settings: SettingsDep) -> list[ContractRead]:
     """Every payload contract with its topic pattern and JSON Schema."""
     return service.contracts(root=settings.uns_root)

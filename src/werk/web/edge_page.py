@@ -7,8 +7,11 @@ from typing import Any, Final
 from nicegui import run, ui
 
 from werk.core.errors import WerkError
+from werk.iam.permissions import COMMANDS_READ, SPARKPLUG_ADMIN, SPARKPLUG_READ
+from werk.sparkplug.access import node_path
 from werk.sparkplug.schemas import CommandRead, NodeRead
 from werk.sparkplug.views import command_read, node_read
+from werk.web.auth import Seat, current_seat, guarded_page
 from werk.web.context import WebContext
 from werk.web.formatting import count_of, format_time
 from werk.web.layout import empty_state, frame, section_title
@@ -64,11 +67,11 @@ _REBIRTH_CELL: Final = (
 def register(context: WebContext) -> None:
     """Register the page at `/edge`."""
 
-    @ui.page("/edge")
+    @guarded_page(context, "/edge", SPARKPLUG_READ)
     async def edge() -> None:
         ui.page_title("Edge nodes · werk")
         with frame("Edge nodes"):
-            view = EdgeView(context)
+            view = EdgeView(context, current_seat())
             await view.refresh()
             ui.timer(REFRESH_S, view.refresh)
 
@@ -76,8 +79,9 @@ def register(context: WebContext) -> None:
 class EdgeView:
     """Edge nodes with their devices, a rebirth button per node, and recent writes."""
 
-    def __init__(self, context: WebContext) -> None:
+    def __init__(self, context: WebContext, seat: Seat) -> None:
         self._context = context
+        self._seat = seat
         section_title(
             "Edge nodes",
             "Sparkplug B edge nodes and devices as werk's host application sees them.",
@@ -92,7 +96,8 @@ class EdgeView:
         )
         self._nodes = _table(_NODE_COLUMNS, "node", "edge-nodes")
         self._nodes.add_slot("body-cell-status", _STATUS_CELL)
-        self._nodes.add_slot("body-cell-action", _REBIRTH_CELL)
+        if seat.principal.allows(SPARKPLUG_ADMIN):
+            self._nodes.add_slot("body-cell-action", _REBIRTH_CELL)
         self._nodes.on("rebirth", self._rebirth)
         ui.label("Devices").classes("text-lg font-semibold text-grey-9 q-mt-md")
         self._devices = _table(_DEVICE_COLUMNS, "key", "edge-devices")
@@ -119,13 +124,25 @@ class EdgeView:
     def _load(self) -> tuple[list[NodeRead], list[CommandRead]]:
         service = self._context.sparkplug
         assert service is not None
-        nodes = service.host.view(node_read)
-        return nodes, [command_read(c) for c in service.commands(limit=COMMANDS_SHOWN)]
+        nodes = [n for n in map(self._within_scope, service.host.view(node_read)) if n]
+        commands = [command_read(c) for c in service.commands(limit=COMMANDS_SHOWN)]
+        return nodes, [c for c in commands if self._visible(COMMANDS_READ, c.tag)]
+
+    def _visible(self, permission: str, path: str) -> bool:
+        return self._seat.principal.allows(permission, path=path)
+
+    def _within_scope(self, node: NodeRead) -> NodeRead | None:
+        """The node with its devices inside the scope; None when the node is outside."""
+        place = node_path(self._context.settings, node.group, node.edge_node)
+        if not self._visible(SPARKPLUG_READ, place):
+            return None
+        devices = [d for d in node.devices if self._visible(SPARKPLUG_READ, d.uns_path)]
+        return node if devices == node.devices else node.model_copy(update={"devices": devices})
 
     async def _rebirth(self, event: Any) -> None:
         row = event.args
         service = self._context.sparkplug
-        if service is None:
+        if service is None or not self._seat.principal.allows(SPARKPLUG_ADMIN):
             return
         try:
             await run.io_bound(service.rebirth, row["group"], row["edge_node"])

@@ -7,21 +7,21 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
-from fastapi import Request
 from nicegui import events, run, ui
 
 from werk.core.clock import NS_PER_S, now_ns
-from werk.core.errors import NotFound, WerkError
-from werk.historian.access import check_layer
+from werk.core.errors import Forbidden, NotFound, WerkError
+from werk.historian.access import permission
 from werk.historian.business import rollup_read
 from werk.historian.business_schemas import RollupRead
 from werk.historian.layers import Layer
 from werk.historian.rules import filter_matches
 from werk.historian.schemas import HistoryQuery, HistoryRead
 from werk.historian.service import history, parse_message_id
+from werk.web.auth import Seat, current_seat, guarded_page
 from werk.web.context import WebContext
 from werk.web.formatting import count_of
-from werk.web.layout import empty_state, frame, section_title
+from werk.web.layout import HISTORY_ANY, empty_state, frame, section_title
 from werk.web.lineage_chart import LayerChart
 from werk.web.lineage_kpis import KpiSection
 from werk.web.lineage_panel import LayerCheck, LineagePanel, MessageStep, RollupStep, Step
@@ -41,6 +41,7 @@ RANGE_LABELS: Final = {"1h": "Last 1 h", "24h": "Last 24 h", "7d": "Last 7 d", "
 ROLLUP_WIDTH_S: Final = {"1h": 60, "24h": 3600, "7d": 3600, "30d": 86_400}
 POINTS_SHOWN: Final = 5_000
 TAGS_LISTED: Final = 30
+SEARCHED: Final = 10_000
 REFRESH_S: Final = 5.0
 # Devices' clocks run ahead of ours by a little; their newest samples still belong in the range.
 _CLOCK_SKEW_NS: Final = 60 * NS_PER_S
@@ -62,15 +63,13 @@ _COLUMNS: Final = {
 def register(context: WebContext) -> None:
     """Register the pages at `/layers` and `/layers/{tag}`."""
 
-    @ui.page("/layers")
-    async def layers(request: Request, layer: Layer = Layer.RAW, last: Last = "1h") -> None:
-        await _layers(context, request, Choice("", layer, last))
+    @guarded_page(context, "/layers", HISTORY_ANY)
+    async def layers(layer: Layer = Layer.RAW, last: Last = "1h") -> None:
+        await _layers(context, Choice("", layer, last))
 
-    @ui.page("/layers/{tag:path}")
-    async def layers_of_tag(
-        request: Request, tag: str, layer: Layer = Layer.RAW, last: Last = "1h"
-    ) -> None:
-        await _layers(context, request, Choice(tag, layer, last))
+    @guarded_page(context, "/layers/{tag:path}", HISTORY_ANY)
+    async def layers_of_tag(tag: str, layer: Layer = Layer.RAW, last: Last = "1h") -> None:
+        await _layers(context, Choice(tag, layer, last))
 
 
 @dataclass(slots=True)
@@ -92,15 +91,16 @@ class Choice:
         return end - _CLOCK_SKEW_NS - RANGES_S[self.last] * NS_PER_S, end
 
 
-async def _layers(context: WebContext, request: Request, choice: Choice) -> None:
+async def _layers(context: WebContext, choice: Choice) -> None:
     title = choice.tag.rsplit("/", 1)[-1] if choice.tag else "Layers"
     ui.page_title(f"{title} · werk")
+    seat = current_seat()
 
     def check(layer: Layer) -> None:
-        check_layer(request, layer)
+        check_layer(seat, layer, choice.tag)
 
     with frame("Layers"):
-        view = LayersView(context, check, choice)
+        view = LayersView(context, seat, check, choice)
         await view.refresh()
         ui.timer(REFRESH_S, view.refresh)
 
@@ -108,7 +108,7 @@ async def _layers(context: WebContext, request: Request, choice: Choice) -> None
 class LayersView:
     """The tag picker, the chosen layer of the tag, the lineage panel and the KPIs."""
 
-    def __init__(self, context: WebContext, check: LayerCheck, choice: Choice) -> None:
+    def __init__(self, context: WebContext, seat: Seat, check: LayerCheck, choice: Choice) -> None:
         self._context = context
         self._choice = choice
         section_title(
@@ -116,7 +116,7 @@ class LayersView:
             "Raw, processed and business data of a tag, traced back to the messages it came from.",
         )
         with ui.row().classes("w-full no-wrap items-start gap-4"):
-            TagPicker(context, choice)
+            TagPicker(context, seat, choice)
             with ui.column().classes("grow min-w-0 gap-4"):
                 self._layer = LayerCard(context, check, choice, self._open) if choice.tag else None
                 if self._layer is None:
@@ -134,6 +134,19 @@ class LayersView:
         await self._panel.open(step)
 
 
+def check_layer(seat: Seat, layer: Layer, tag: str) -> None:
+    """Refuse a read of `layer` the viewer may not make; a tag outside its scope is missing."""
+    needed = permission(layer)
+    if not seat.principal.allows(needed):
+        raise Forbidden(
+            f"reading the {layer.value} layer needs the permission {needed!r}",
+            code="layer_forbidden",
+            layer=layer.value,
+        )
+    if tag and not seat.principal.allows(needed, path=tag):
+        raise NotFound(f"the historian has no samples of {tag!r}", path=tag)
+
+
 def _pick_a_tag() -> None:
     empty_state(
         "layers",
@@ -147,8 +160,9 @@ def _pick_a_tag() -> None:
 class TagPicker:
     """A search over the namespace; every match links to the browser for that tag."""
 
-    def __init__(self, context: WebContext, choice: Choice) -> None:
+    def __init__(self, context: WebContext, seat: Seat, choice: Choice) -> None:
         self._context = context
+        self._seat = seat
         self._choice = choice
         with ui.card().classes("w-80 shrink-0 gap-2").props("flat bordered"):
             search = ui.input(placeholder="Search tags by words in their path")
@@ -165,7 +179,12 @@ class TagPicker:
         self._show((event.value or "").strip())
 
     def _show(self, text: str) -> None:
-        found = self._context.namespace.search(text, limit=TAGS_LISTED + 1)
+        principal = self._seat.principal
+        found = [
+            state
+            for state in self._context.namespace.search(text, limit=SEARCHED)
+            if any(principal.allows(p, path=state.path) for p in HISTORY_ANY)
+        ][: TAGS_LISTED + 1]
         more = len(found) > TAGS_LISTED
         self._count.set_text(
             f"the first {TAGS_LISTED} matching tags" if more else count_of(len(found), "tag")

@@ -12,8 +12,16 @@ from starlette.types import Scope
 
 from werk.core.errors import Conflict
 from werk.web import (
+    admin_audit,
+    admin_devices,
+    admin_keys,
+    admin_orgs,
+    admin_roles,
+    admin_users,
+    auth,
     edge_page,
     layers_page,
+    login_page,
     namespace_page,
     quality_page,
     quarantine_page,
@@ -35,12 +43,15 @@ def mount(app: FastAPI) -> None:
             code="web_already_mounted",
         )
     context = WebContext(app)
+    login_page.register(context)
     namespace_page.register(context)
     tag_page.register(context)
     quarantine_page.register(context)
     edge_page.register(context)
     layers_page.register(context)
     quality_page.register(context)
+    for admin in (admin_orgs, admin_users, admin_roles, admin_devices, admin_keys, admin_audit):
+        admin.register(context)
     ui.run_with(
         app,
         title="werk",
@@ -48,6 +59,7 @@ def mount(app: FastAPI) -> None:
         storage_secret=None,
         show_welcome_message=False,
     )
+    auth.install(context)
     _leave_api_paths_to_the_api(app)
 
 

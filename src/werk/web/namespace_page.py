@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import quote
 
 from nicegui import events, ui
 
-from werk.uns.namespace import TreeNode
+from werk.iam.permissions import UNS_READ
+from werk.uns.namespace import TagState, TreeNode
 from werk.uns.schemas import TagPage, TagRead
-from werk.uns.service import search_tags, tag_page
+from werk.uns.service import tag_page
+from werk.web.auth import Seat, current_seat, guarded_page
 from werk.web.context import WebContext
 from werk.web.formatting import count_of, format_rate, format_time, format_value, quality_cell_slot
 from werk.web.layout import empty_state, frame, section_title
 
 TABLE_LIMIT: Final = 500
+SEARCH_LIMIT: Final = 10_000
 ROWS_PER_PAGE: Final = 50
 _EXPAND_ALL_UP_TO: Final = 30
 # Larger namespaces open down to the cells, so assets show but their tags stay folded.
@@ -56,10 +60,10 @@ _TREE_HEADER: Final = (
 def register(context: WebContext) -> None:
     """Register the page at `/`."""
 
-    @ui.page("/")
+    @guarded_page(context, "/", UNS_READ)
     def namespace_page(node: str = "") -> None:
         with frame("Namespace"):
-            NamespaceView(context, prefix=node.strip("/"))
+            NamespaceView(context, current_seat(), prefix=node.strip("/"))
 
 
 def tag_url(path: str) -> str:
@@ -70,8 +74,9 @@ def tag_url(path: str) -> str:
 class NamespaceView:
     """Search, tree and a live table of the tags below the selected level."""
 
-    def __init__(self, context: WebContext, *, prefix: str) -> None:
+    def __init__(self, context: WebContext, seat: Seat, *, prefix: str) -> None:
         self._context = context
+        self._seat = seat
         self._prefix = prefix
         self._query = ""
         self._known = -1
@@ -123,14 +128,16 @@ class NamespaceView:
         known = len(self._context.namespace)
         if known != self._known:
             self._known = known
-            self._empty.set_visibility(known == 0)
-            self._body.set_visibility(known > 0)
             self._rebuild_tree()
+            shown = bool(self._tree.props["nodes"])
+            self._empty.set_visibility(not shown)
+            self._body.set_visibility(shown)
         self._update_table()
 
     def _rebuild_tree(self) -> None:
         first = not self._tree.props["nodes"]
-        self._tree.props["nodes"] = level_nodes(self._context.namespace.tree(), depth=0)
+        tree = self._context.namespace.tree()
+        self._tree.props["nodes"] = level_nodes(tree, depth=0, visible=self._visible)
         if first:
             self._expand_initially()
 
@@ -156,12 +163,17 @@ class NamespaceView:
     def _tag_page(self) -> TagPage:
         context = self._context
         if self._query:
-            return search_tags(
-                namespace=context.namespace, text=self._query, root=context.root, limit=TABLE_LIMIT
-            )
+            found = context.namespace.search(self._query, limit=SEARCH_LIMIT)
+            return tag_page(self._within_scope(found), root=context.root, limit=TABLE_LIMIT)
         subtree = f"{self._prefix}/#" if self._prefix else "#"
-        states = context.namespace.select(subtree)
+        states = self._within_scope(context.namespace.select(subtree))
         return tag_page(states, root=context.root, limit=TABLE_LIMIT)
+
+    def _visible(self, path: str) -> bool:
+        return self._seat.principal.allows(UNS_READ, path=path)
+
+    def _within_scope(self, states: list[TagState]) -> list[TagState]:
+        return [s for s in states if self._visible(s.path)]
 
     def _title(self) -> str:
         if self._query:
@@ -184,8 +196,10 @@ class NamespaceView:
         ui.navigate.to(tag_url(event.args[1]["path"]))
 
 
-def level_nodes(node: TreeNode, *, depth: int) -> list[dict[str, Any]]:
-    """Tree nodes of `node`'s child levels and tags, for `ui.tree`."""
+def level_nodes(
+    node: TreeNode, *, depth: int, visible: Callable[[str], bool]
+) -> list[dict[str, Any]]:
+    """Tree nodes of `node`'s child levels and `visible` tags, for `ui.tree`."""
     level, icon = _LEVELS[depth] if depth < len(_LEVELS) else _ASSET
     levels = [
         {
@@ -193,12 +207,15 @@ def level_nodes(node: TreeNode, *, depth: int) -> list[dict[str, Any]]:
             "label": child.name,
             "icon": icon,
             "level": level,
-            "children": level_nodes(child, depth=depth + 1),
+            "children": children,
         }
         for child in node.children.values()
+        if (children := level_nodes(child, depth=depth + 1, visible=visible))
     ]
     tags = [
-        {"id": _TAG + path, "label": path.rsplit("/", 1)[-1], "icon": "sell"} for path in node.tags
+        {"id": _TAG + path, "label": path.rsplit("/", 1)[-1], "icon": "sell"}
+        for path in node.tags
+        if visible(path)
     ]
     return levels + tags
 

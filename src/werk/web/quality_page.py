@@ -8,10 +8,13 @@ from typing import Any, Final
 from nicegui import run, ui
 
 from werk.core.errors import WerkError
+from werk.historian.access import overlaps
 from werk.historian.layers import Flag, Layer
 from werk.historian.quality_schemas import MissingTag, QualityReport, RefinerStatus, TagViolations
 from werk.historian.rules import QualityRule
+from werk.iam.permissions import QUALITY_READ, QUARANTINE_READ
 from werk.uns.quarantine import reason_counts
+from werk.web.auth import Seat, current_seat, guarded_page
 from werk.web.context import WebContext
 from werk.web.formatting import count_of, format_time, format_value
 from werk.web.layout import frame, section_title
@@ -56,11 +59,11 @@ _STATUS_FIELDS: Final = (
 def register(context: WebContext) -> None:
     """Register the page at `/quality`."""
 
-    @ui.page("/quality")
+    @guarded_page(context, "/quality", QUALITY_READ)
     async def quality() -> None:
         ui.page_title("Data quality · werk")
         with frame("Data quality"):
-            view = QualityView(context)
+            view = QualityView(context, current_seat())
             await view.refresh()
             ui.timer(REFRESH_S, view.refresh)
 
@@ -77,8 +80,9 @@ class Loaded:
 class QualityView:
     """Rules, refiner status, violations per tag, silent tags and quarantine counts."""
 
-    def __init__(self, context: WebContext) -> None:
+    def __init__(self, context: WebContext, seat: Seat) -> None:
         self._context = context
+        self._seat = seat
         section_title(
             "Data quality",
             "The rules the processed layer checks, what broke them, and what werk rejected.",
@@ -88,6 +92,7 @@ class QualityView:
             self._fields = _status_card()
             self._quarantine = ui.card().classes("grow gap-2")
             self._quarantine.props("flat bordered data-testid=quality-quarantine")
+            self._quarantine.set_visibility(seat.principal.allows(QUARANTINE_READ))
         self._counts: dict[str, int] | None = None
         with _card("Quality rules in force", "quality-rules-card"):
             self._rules_note = ui.label().classes("text-sm text-grey-7")
@@ -120,9 +125,25 @@ class QualityView:
 
     def _load(self) -> Loaded:
         quality = self._context.quality
-        with self._context.sessions() as session:
-            counts = reason_counts(session=session)
-        return Loaded(rules=quality.rules(), report=quality.report(), quarantine=counts)
+        counts: dict[str, int] = {}
+        if self._seat.principal.allows(QUARANTINE_READ):
+            with self._context.sessions() as session:
+                counts = reason_counts(session=session)
+        return Loaded(
+            rules=[r for r in quality.rules() if self._rule_visible(r)],
+            report=self._within_scope(quality.report()),
+            quarantine=counts,
+        )
+
+    def _within_scope(self, report: QualityReport) -> QualityReport:
+        allows = self._seat.principal.allows
+        violations = [v for v in report.violations if allows(QUALITY_READ, path=v.tag)]
+        missing = [m for m in report.missing if allows(QUALITY_READ, path=m.tag)]
+        return report.model_copy(update={"violations": violations, "missing": missing})
+
+    def _rule_visible(self, rule: QualityRule) -> bool:
+        scopes = self._seat.principal.namespace_filters(QUALITY_READ)
+        return any(overlaps(rule.tags, f) for f in scopes)
 
     def _show_status(self, status: RefinerStatus) -> None:
         lag = status.newest_batch - status.refined_through

@@ -6,8 +6,11 @@ from typing import Any, Final
 
 from nicegui import run, ui
 
+from werk.iam.permissions import QUARANTINE_READ
+from werk.uns.access import Keep, place, quarantine_slice
 from werk.uns.schemas import QuarantinePage, QuarantineRead
-from werk.uns.service import quarantine_page
+from werk.uns.service import quarantine_page, quarantine_read
+from werk.web.auth import Seat, current_seat, everywhere, guarded_page
 from werk.web.context import WebContext
 from werk.web.formatting import count_of, format_size, format_time
 from werk.web.layout import empty_state, frame, section_title
@@ -36,11 +39,11 @@ _CODE_CELL: Final = (
 def register(context: WebContext) -> None:
     """Register the page at `/quarantine`."""
 
-    @ui.page("/quarantine")
+    @guarded_page(context, "/quarantine", QUARANTINE_READ)
     async def quarantine() -> None:
         ui.page_title("Quarantine · werk")
         with frame("Quarantine"):
-            view = QuarantineView(context)
+            view = QuarantineView(context, current_seat())
             await view.refresh()
             ui.timer(REFRESH_S, view.refresh)
 
@@ -48,8 +51,9 @@ def register(context: WebContext) -> None:
 class QuarantineView:
     """Counts per reason as filter chips and the newest records."""
 
-    def __init__(self, context: WebContext) -> None:
+    def __init__(self, context: WebContext, seat: Seat) -> None:
         self._context = context
+        self._seat = seat
         self._reason: str | None = None
         self._shown_chips: tuple[str | None, dict[str, int]] | None = None
         with ui.row().classes("w-full items-end justify-between"):
@@ -86,10 +90,29 @@ class QuarantineView:
         self._count.set_text(_count_text(page, self._reason))
 
     def _load(self, reason: str | None) -> QuarantinePage:
+        keep = self._keep()
         with self._context.sessions() as session:
-            return quarantine_page(
-                session=session, reason=reason, limit=RECORDS_SHOWN, before_id=None
+            if keep is None:
+                return quarantine_page(
+                    session=session, reason=reason, limit=RECORDS_SHOWN, before_id=None
+                )
+            found = quarantine_slice(
+                session=session, keep=keep, reason=reason, limit=RECORDS_SHOWN, before_id=None
             )
+            items = [quarantine_read(r) for r in found.records]
+            return QuarantinePage(items=items, total=found.total, reasons=found.reasons)
+
+    def _keep(self) -> Keep | None:
+        """A test of topics in the viewer's scope; None when it sees the whole quarantine."""
+        principal, root = self._seat.principal, self._context.root
+        if everywhere(principal, QUARANTINE_READ):
+            return None
+
+        def keep(topic: str) -> bool:
+            path = place(topic, root)
+            return path is not None and principal.allows(QUARANTINE_READ, path=path)
+
+        return keep
 
     def _show_chips(self, reasons: dict[str, int]) -> None:
         # Rebuilding chips that did not change would swap them under a user's click.

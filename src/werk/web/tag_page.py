@@ -12,8 +12,10 @@ from werk.core.errors import NotFound
 from werk.historian.layers import Layer
 from werk.historian.schemas import HistoryQuery, HistoryRead
 from werk.historian.service import history
+from werk.iam.permissions import UNS_READ
 from werk.uns.schemas import TagRead
 from werk.uns.service import tag_read
+from werk.web.auth import current_seat, guarded_page
 from werk.web.context import WebContext
 from werk.web.formatting import format_rate, format_time, format_value, quality_color
 from werk.web.layout import empty_state, frame
@@ -36,12 +38,14 @@ _FIELDS: Final = (
 def register(context: WebContext) -> None:
     """Register the page at `/tag/{path}`."""
 
-    @ui.page("/tag/{path:path}")
+    @guarded_page(context, "/tag/{path:path}", UNS_READ)
     async def tag_page(path: str) -> None:
         ui.page_title(f"{path.rsplit('/', 1)[-1]} · werk")
         with frame("Namespace"):
             breadcrumb(path)
             try:
+                if not current_seat().principal.allows(UNS_READ, path=path):
+                    raise NotFound(f"nothing at {path!r}", path=path)
                 state = context.namespace.get(path)
             except NotFound:
                 ui.status_code(404)

@@ -23,6 +23,7 @@ def env(live_server: LiveServer) -> dict[str, str]:
     s = live_server.settings
     return {
         "WERK_HTTP_PORT": str(s.http_port),
+        "WERK_API_KEY": live_server.key,
         "WERK_MQTT5_PORT": str(s.mqtt5_port),
         "WERK_MQTT_PORT": str(s.mqtt_port),
     }

@@ -36,8 +36,12 @@ def edge(server: LiveServer) -> Iterator[EdgeNode]:
 
 
 def _werk(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"WERK_HTTP_PORT": str(server.settings.http_port), "PATH": "/usr/bin:/bin",
-           "COLUMNS": "250"}  # fmt: skip
+    env = {
+        "WERK_HTTP_PORT": str(server.settings.http_port),
+        "WERK_API_KEY": server.key,
+        "PATH": "/usr/bin:/bin",
+        "COLUMNS": "250",
+    }
     return subprocess.run(
         [sys.executable, "-m", "werk.cli.main", *args],
         env=env, capture_output=True, text=True, timeout=60, check=False,

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from tests.integration.historian.lifecycle_support import NAMES, US_PER_S, fill
+from tests.integration.scoped_support import as_, grant, install, principal
 
 from werk.api import problems
 from werk.core.clock import now_ns
@@ -41,6 +42,7 @@ def client(store: HistorianStore) -> Iterator[TestClient]:
     app.include_router(router, prefix="/api/v1")
     app.state.store = store
     app.state.retention = RetentionWorker(store, rules, interval_s=3600, state_file=None)
+    install(app)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -105,7 +107,29 @@ def test_without_a_worker_retention_is_unavailable(store: HistorianStore) -> Non
     problems.install(app)
     app.include_router(router, prefix="/api/v1")
     app.state.store = store
+    install(app)
     with TestClient(app) as bare:
         response = bare.get("/api/v1/data/retention")
     assert response.status_code == 503
     assert response.json()["code"] == "retention_unavailable"
+
+
+def test_retention_and_export_need_data_admin_over_the_whole_namespace(client: TestClient) -> None:
+    install(
+        client.app,  # type: ignore[arg-type]
+        principal("berlin-admin", grant("data:admin", "history:read:*", namespace=("acme/berlin/#",))),
+        principal("reader", grant("history:read:*")),
+    )  # fmt: skip
+    calls = [
+        ("GET", "/api/v1/data/retention"),
+        ("POST", "/api/v1/data/retention/run"),
+        ("GET", "/api/v1/data/export/raw?subtree=acme/berlin/%23"),
+    ]
+    for who, status, code in [
+        ("berlin-admin", 403, "scope_too_narrow"),
+        ("reader", 403, "forbidden"),
+        ("anonymous", 401, "unauthenticated"),
+    ]:
+        answers = [client.request(m, url, headers=as_(who)) for m, url in calls]
+        assert [(a.status_code, a.json()["code"]) for a in answers] == [(status, code)] * 3
+    assert [client.request(m, url).status_code for m, url in calls] == [200] * 3

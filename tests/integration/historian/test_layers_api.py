@@ -9,6 +9,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import publish, wait_until
+from tests.integration.scoped_support import as_, grant, install, principal
 
 from werk.core.settings import Settings
 
@@ -38,6 +39,7 @@ def _history(client: TestClient, layer: str, **extra: Any) -> Any:
 @pytest.fixture
 def oven(client: TestClient, settings: Settings) -> TestClient:
     """A running werk with a rule for the oven (°F in, °C stored, 0-250 °C) and data."""
+    install(client.app)  # type: ignore[arg-type]
     rule = {"tags": f"{NODE}/#", "unit": "degF", "canonical_unit": "degC", "min": 0, "max": 250}
     assert client.put("/api/v1/quality/rules", json=[rule]).status_code == 200
     for second, fahrenheit in ((0, 212.0), (10, 230.0), (20, 1000.0), (70, 248.0)):
@@ -118,32 +120,143 @@ def test_grids_interpolate_step_or_linear(oven: TestClient) -> None:
     assert [s["value"] for s in linear][:3] == [100.0, 105.0, 110.0]
 
 
-def test_every_history_read_names_a_layer_and_a_gate_can_refuse_one(oven: TestClient) -> None:
+def test_every_history_read_names_a_layer_and_needs_its_permission(oven: TestClient) -> None:
     assert oven.get(f"/api/v1/history/{TAG}").status_code == 422
-    oven.app.state.layer_gate = lambda _request, permission: permission != "history:read:raw"  # type: ignore[attr-defined]
-    try:
-        refused = oven.get(f"/api/v1/history/{TAG}", params={"layer": "raw"})
-        assert refused.status_code == 403 and refused.json()["code"] == "layer_forbidden"
-        business = _history(oven, "business", bucket="1h")
-        assert [b["count"] for b in business["buckets"]] == [3]
-        assert oven.get(f"/api/v1/lineage/message/{'0' * 16}").status_code == 403
-    finally:
-        del oven.app.state.layer_gate  # type: ignore[attr-defined]
+    no_raw = principal(
+        "no-raw", grant("history:read:processed", "history:read:business", "history:read:raw",
+                        layers=("processed", "business"))
+    )  # fmt: skip
+    install(oven.app, no_raw)  # type: ignore[arg-type]
+    refused = oven.get(f"/api/v1/history/{TAG}", params={"layer": "raw"}, headers=as_("no-raw"))
+    assert refused.status_code == 403 and refused.json()["code"] == "layer_forbidden"
+    business = oven.get(
+        f"/api/v1/history/{TAG}", headers=as_("no-raw"),
+        params={"layer": "business", "start": START, "end": END, "bucket": "1h"},
+    ).json()  # fmt: skip
+    assert [b["count"] for b in business["buckets"]] == [3]
+    assert oven.get(f"/api/v1/lineage/message/{'0' * 16}", headers=as_("no-raw")).status_code == 403
+    anonymous = oven.get(
+        f"/api/v1/history/{TAG}", params={"layer": "raw"}, headers=as_("anonymous")
+    )
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
 
 
 def test_changes_need_their_own_permissions(oven: TestClient) -> None:
-    readers_only = {"history:read:raw", "history:read:processed", "history:read:business"}
-    oven.app.state.layer_gate = lambda _request, permission: permission in readers_only  # type: ignore[attr-defined]
-    try:
-        assert oven.get("/api/v1/quality/rules").status_code == 200
-        refused = [
-            oven.put("/api/v1/quality/rules", json=[]),
-            oven.post("/api/v1/quality/reprocess", json={"start": START, "end": END}),
-            oven.post("/api/v1/kpis", json=[]),
-            oven.post("/api/v1/data/retention/run"),
-            oven.post("/api/v1/sources/orders/records", json=[]),
-        ]
-        assert [r.status_code for r in refused] == [403] * 5
-        assert {r.json()["code"] for r in refused} == {"forbidden"}
-    finally:
-        del oven.app.state.layer_gate  # type: ignore[attr-defined]
+    readers = principal(
+        "reader",
+        grant("history:read:raw", "history:read:processed", "history:read:business",
+              "quality:read", "sources:read", "uns:read"),
+    )  # fmt: skip
+    install(oven.app, readers)  # type: ignore[arg-type]
+    headers = as_("reader")
+    assert oven.get("/api/v1/quality/rules", headers=headers).status_code == 200
+    refused = [
+        oven.put("/api/v1/quality/rules", json=[], headers=headers),
+        oven.post("/api/v1/quality/reprocess", json={"start": START, "end": END}, headers=headers),
+        oven.post("/api/v1/kpis", json=[], headers=headers),
+        oven.post("/api/v1/data/retention/run", headers=headers),
+        oven.post("/api/v1/sources/orders/records", json=[], headers=headers),
+    ]
+    assert [r.status_code for r in refused] == [403] * 5
+    assert {r.json()["code"] for r in refused} == {"forbidden"}
+
+
+READS = ("history:read:raw", "history:read:processed", "history:read:business", "quality:read")
+MUNICH_TAG = "acme/munich/assembly/line-1/cell-1/press-1/force"
+KPI = {
+    "name": "energy/acme/berlin/oven-9/heat_index",
+    "ts": "2026-11-12T00:01:00Z",
+    "value": 0.75,
+    "source": "energy",
+    "lineage": [{"layer": "business", "tag": TAG, "start": START, "end": END}],
+}
+
+
+@pytest.fixture
+def scoped(oven: TestClient) -> TestClient:
+    """The oven with a KPI, callers scoped to Berlin and to Munich, and a Munich tag."""
+    writes = ("history:write:business", "quality:admin")
+    install(
+        oven.app,  # type: ignore[arg-type]
+        principal("berlin", grant(*READS, *writes, namespace=("acme/berlin/#",))),
+        principal("munich", grant(*READS, *writes, namespace=("acme/munich/#",))),
+    )
+    assert oven.post("/api/v1/kpis", json=[KPI]).status_code == 200
+    body = orjson.dumps({"value": 1.0, "ts": T0_MS})
+    publish(oven.app.state.settings.mqtt_port, f"uns/v1/{MUNICH_TAG[:-6]}/_value/force", body)  # type: ignore[attr-defined]
+    wait_until(lambda: oven.get(f"/api/v1/history/{MUNICH_TAG}", params={"layer": "raw",
+               "start": START, "end": END}).json().get("points"))  # fmt: skip
+    return oven
+
+
+def _status(client: TestClient, who: str, path: str, **params: Any) -> int:
+    return client.get(f"/api/v1{path}", params=params, headers=as_(who)).status_code
+
+
+def test_tags_outside_the_scope_read_as_missing(scoped: TestClient) -> None:
+    reads = [
+        (f"/history/{TAG}", {"layer": "raw", "start": START, "end": END}),
+        (f"/history/{TAG}", {"layer": "business", "start": START, "end": END, "bucket": "1h"}),
+        (f"/rollups/{TAG}", {"width": "1m", "start": START, "end": END}),
+        (f"/lineage/rollup/{TAG}", {"width": "1h", "start": START}),
+    ]
+    assert [_status(scoped, "berlin", p, **q) for p, q in reads] == [200] * 4
+    assert [_status(scoped, "munich", p, **q) for p, q in reads] == [404] * 4
+    message = _get(scoped, f"/lineage/rollup/{TAG}", width="1m", start=START)["messages"][0]
+    assert _status(scoped, "berlin", f"/lineage/message/{message}") == 200
+    hidden = scoped.get(f"/api/v1/lineage/message/{message}", headers=as_("munich"))
+    unknown = scoped.get(f"/api/v1/lineage/message/{'0' * 16}", headers=as_("munich"))
+    assert (hidden.status_code, unknown.status_code) == (404, 404)
+
+
+def test_a_kpi_is_hidden_from_callers_who_may_not_see_its_inputs(scoped: TestClient) -> None:
+    name = KPI["name"]
+    as_berlin, as_munich = as_("berlin"), as_("munich")
+    assert scoped.get("/api/v1/kpis", headers=as_berlin).json() == [name]
+    assert scoped.get("/api/v1/kpis", headers=as_munich).json() == []
+    series = f"/api/v1/kpis/{name}"
+    window = {"start": START, "end": END}
+    assert len(scoped.get(series, params=window, headers=as_berlin).json()["values"]) == 1
+    assert scoped.get(series, params=window, headers=as_munich).json()["values"] == []
+    lineage = f"/api/v1/lineage/kpi/{name}"
+    assert scoped.get(lineage, params={"ts": KPI["ts"]}, headers=as_berlin).status_code == 200
+    assert scoped.get(lineage, params={"ts": KPI["ts"]}, headers=as_munich).status_code == 404
+
+
+def test_kpi_writes_stay_inside_the_scope(scoped: TestClient) -> None:
+    own = {**KPI, "lineage": [{"layer": "raw", "tag": MUNICH_TAG, "start": START, "end": END}]}
+    foreign = scoped.post("/api/v1/kpis", json=[{**own, "name": "munich/x", "lineage":
+                          KPI["lineage"]}], headers=as_("munich"))  # fmt: skip
+    assert (foreign.status_code, foreign.json()["code"]) == (422, "unknown_input")
+    taken = scoped.post("/api/v1/kpis", json=[own], headers=as_("munich"))
+    assert (taken.status_code, taken.json()["code"]) == (409, "kpi_name_taken")
+    no_inputs = scoped.post("/api/v1/kpis", json=[{**own, "lineage": []}], headers=as_("munich"))
+    assert (no_inputs.status_code, no_inputs.json()["code"]) == (403, "out_of_scope")
+    mine = scoped.post(
+        "/api/v1/kpis", json=[{**own, "name": "munich/press"}], headers=as_("munich")
+    )
+    assert mine.json() == {"stored": 1}
+    assert scoped.get("/api/v1/kpis", headers=as_("munich")).json() == ["munich/press"]
+    assert scoped.get("/api/v1/kpis", headers=as_("berlin")).json() == [KPI["name"]]
+    assert len(_get(scoped, "/kpis")) == 2
+
+
+def test_quality_is_reported_and_changed_within_the_scope(scoped: TestClient) -> None:
+    def report(who: str) -> Any:
+        return scoped.get("/api/v1/quality", headers=as_(who)).json()
+
+    assert [v["tag"] for v in report("berlin")["violations"]] == [TAG]
+    assert report("munich")["violations"] == []
+    assert len(scoped.get("/api/v1/quality/rules", headers=as_("berlin")).json()) == 1
+    assert scoped.get("/api/v1/quality/rules", headers=as_("munich")).json() == []
+    window = {"start": START, "end": END}
+    everything = scoped.post("/api/v1/quality/reprocess", json=window, headers=as_("munich"))
+    assert (everything.status_code, everything.json()["code"]) == (403, "out_of_scope")
+    own = {**window, "tags": "acme/munich/assembly/#"}
+    assert scoped.post("/api/v1/quality/reprocess", json=own, headers=as_("munich")).json() == {
+        "tags": 1,
+        "samples": 1,
+    }
+    rules = scoped.put("/api/v1/quality/rules", json=[], headers=as_("munich"))
+    assert (rules.status_code, rules.json()["code"]) == (403, "scope_too_narrow")

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import make_settings, publish, require, wait_until
+from tests.conftest import admin_client, make_settings, publish, require, wait_until
 from tests.postgres_server import PostgresServer, postgres_binaries
 
 from werk.api import create_app
@@ -46,7 +46,7 @@ def test_postgres_outage_loses_nothing_and_answers_503_quickly(
     server: PostgresServer, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path / "data", historian_url=server.new_database())
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         assert client.get("/api/v1/health").json()["historian"].startswith("postgresql ")
         _publish(settings.mqtt_port, 0, 30)
         wait_until(lambda: len(_history(client, "raw").json()["points"]) == 30, timeout=20)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import free_port, make_settings, wait_until
+from tests.conftest import admin_client, free_port, make_settings, wait_until
 
 from werk.api import create_app
 from werk.runtime import Runtime
@@ -29,7 +29,7 @@ def werk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = make_settings(
         tmp_path_factory.mktemp("demo"), demo_opcua_port=free_port(), demo_modbus_port=free_port()
     )
-    with TestClient(create_app(Runtime(settings, demo=True), web=False)) as client:
+    with admin_client(Runtime(settings, demo=True)) as client:
         yield client
 
 

@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import free_port, wait_until
+from tests.integration import scoped_support
 from typer.testing import CliRunner, Result
 
 from werk.api import problems
@@ -46,6 +47,7 @@ def api(tmp_path: Path, store: HistorianStore, sessions: sessionmaker[Session]) 
     problems.install(app)
     app.include_router(router, prefix="/api/v1")
     app.state.sources = runner
+    scoped_support.install(app)
     runner.start()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

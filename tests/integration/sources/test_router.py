@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
+from tests.integration.scoped_support import as_, grant, install, principal
 
 from werk.api import problems
 from werk.historian import HistorianStore, Layer
@@ -52,6 +53,7 @@ def client(
     problems.install(app)
     app.include_router(router, prefix="/api/v1")
     app.state.sources = runner
+    install(app)
     runner.start()
     with TestClient(app) as test_client:
         yield test_client
@@ -164,3 +166,69 @@ def test_sources_show_their_runs_and_run_on_request(client: TestClient) -> None:
 
     missing = client.post("/api/v1/sources/nope/run")
     assert (missing.status_code, missing.json()["code"]) == (404, "unknown_source")
+
+
+@pytest.fixture
+def scoped(client: TestClient) -> TestClient:
+    """Stock of two warehouses; callers scoped to warehouse WH-1, to the ERP, to a plant."""
+    install(
+        client.app,  # type: ignore[arg-type]
+        principal("wh1", grant("sources:read", "sources:write",
+                               namespace=("erp/inventory/WH-1/#",))),
+        principal("erp", grant("sources:read", "sources:write", namespace=("erp/#",))),
+        principal("plant", grant("sources:read", namespace=("acme/#",))),
+        principal("nobody", grant("uns:read")),
+    )  # fmt: skip
+    early = {**stock("S-2", 7, "2026-05-01T07:00:00Z"), "warehouse": "WH-2"}
+    rows = [stock("S-1", 5), early, stock("S-3", 1)]
+    pushed = client.post("/api/v1/sources/inventory/records", json=rows, headers=as_("erp"))
+    assert pushed.json()["stored"] == 3
+    return client
+
+
+def _read(client: TestClient, who: str, path: str) -> Any:
+    return client.get(f"/api/v1{path}", headers=as_(who))
+
+
+def test_datasets_show_only_records_whose_tags_are_in_scope(scoped: TestClient) -> None:
+    def listed(who: str) -> dict[str, int]:
+        return {d["name"]: d["records"] for d in _read(scoped, who, "/datasets").json()}
+
+    assert len(listed("admin")) == 5
+    assert listed("erp") == {"inventory": 3}
+    assert listed("wh1") == {"inventory": 2}
+    assert listed("plant") == {}
+    assert _read(scoped, "wh1", "/datasets/inventory").json()["records"] == 2
+    hidden = _read(scoped, "wh1", "/datasets/customers")
+    assert (hidden.status_code, hidden.json()["code"]) == (404, "unknown_dataset")
+    assert hidden.json()["detail"].endswith("known datasets: inventory")
+    assert _read(scoped, "plant", "/datasets/inventory").status_code == 404
+    assert _read(scoped, "nobody", "/datasets").status_code == 403
+
+
+def test_records_outside_the_scope_are_left_out(scoped: TestClient) -> None:
+    def keys(who: str, **params: object) -> list[str]:
+        url = "/api/v1/datasets/inventory/records"
+        return [r["key"] for r in scoped.get(url, params=params, headers=as_(who)).json()["items"]]
+
+    assert sorted(keys("erp")) == ["WH-1|S-1", "WH-1|S-3", "WH-2|S-2"]
+    assert sorted(keys("wh1")) == ["WH-1|S-1", "WH-1|S-3"]
+    assert keys("erp", limit=1) == ["WH-2|S-2"]
+    assert [k[:5] for k in keys("wh1", limit=1)] == ["WH-1|"]  # asks past the hidden first row
+    assert keys("wh1", key="WH-2|S-2") == []
+    assert _read(scoped, "plant", "/datasets/inventory/records").status_code == 404
+    assert _read(scoped, "erp", "/datasets/work_orders/records").status_code == 404
+
+
+def test_pushes_and_runs_need_write_scope_over_the_whole_dataset(scoped: TestClient) -> None:
+    partial = scoped.post("/api/v1/sources/inventory/records", json=[], headers=as_("wh1"))
+    assert (partial.status_code, partial.json()["code"]) == (403, "out_of_scope")
+    unseen = scoped.post("/api/v1/sources/work_orders/records", json=[], headers=as_("erp"))
+    assert (unseen.status_code, unseen.json()["code"]) == (404, "unknown_dataset")
+    reader = scoped.post("/api/v1/sources/inventory/records", json=[], headers=as_("plant"))
+    assert (reader.status_code, reader.json()["code"]) == (403, "forbidden")
+    assert _read(scoped, "erp", "/sources").json() == []
+    assert [s["name"] for s in _read(scoped, "admin", "/sources").json()] == ["mes-orders"]
+    assert _read(scoped, "erp", "/sources/mes-orders").json()["code"] == "unknown_source"
+    run = scoped.post("/api/v1/sources/mes-orders/run", headers=as_("erp"))
+    assert (run.status_code, run.json()["code"]) == (404, "unknown_source")

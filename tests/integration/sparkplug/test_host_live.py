@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import make_settings, mqtt_client, wait_until
+from tests.conftest import admin_client, make_settings, mqtt_client, wait_until
 from tests.sparkplug_edge import D, E, EdgeNode, G
 
 from werk.api import create_app
@@ -32,7 +32,7 @@ def host_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def werk(host_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(Runtime(host_settings), web=False)) as client:
+    with admin_client(Runtime(host_settings)) as client:
         yield client
 
 
@@ -56,7 +56,7 @@ def _device_online(werk: TestClient) -> bool:
 
 def test_state_is_online_while_werk_runs_and_offline_after(host_settings: Settings) -> None:
     seen: queue.Queue[dict[str, Any]] = queue.Queue()
-    with TestClient(create_app(Runtime(host_settings), web=False)):
+    with admin_client(Runtime(host_settings)):
         watcher = mqtt_client(host_settings.mqtt_port)
         watcher.on_message = lambda _c, _u, msg: seen.put(orjson.loads(msg.payload))
         watcher.subscribe("spBv1.0/STATE/werk", qos=1)
@@ -183,7 +183,7 @@ def test_rebirth_button_sends_ncmd(werk: TestClient, edge: EdgeNode) -> None:
 
 def test_the_host_answers_its_own_offline_state_with_online(host_settings: Settings) -> None:
     seen: queue.Queue[dict[str, Any]] = queue.Queue()
-    with TestClient(create_app(Runtime(host_settings), web=False)):
+    with admin_client(Runtime(host_settings)):
         watcher = mqtt_client(host_settings.mqtt_port)
         watcher.on_message = lambda _c, _u, msg: seen.put(orjson.loads(msg.payload))
         watcher.subscribe("spBv1.0/STATE/werk", qos=1)

@@ -18,7 +18,7 @@ from typing import Any
 import pysparkplug as ps
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import make_settings, wait_until
+from tests.conftest import admin_client, make_settings, wait_until
 from tests.integration.sparkplug.interop_support import (
     AGENT_TAGS,
     DEVICE_TYPES,
@@ -71,7 +71,7 @@ def werk_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def werk(werk_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(Runtime(werk_settings), web=False)) as client:
+    with admin_client(Runtime(werk_settings)) as client:
         yield client
 
 

@@ -14,7 +14,7 @@ import orjson
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from tests.conftest import free_port, wait_until
+from tests.conftest import bearer, free_port, make_settings, provision_admin_key, wait_until
 
 pytestmark = pytest.mark.mosquitto
 NODE = "acme/berlin/machining/line-1/cell-1/cnc-9"
@@ -39,9 +39,9 @@ def _start_werk(data_dir: Path, broker_port: int, http_port: int) -> subprocess.
     return process
 
 
-def _health(http_port: int) -> dict[str, object] | None:
+def _health(http_port: int, auth: dict[str, str] | None = None) -> dict[str, object] | None:
     try:
-        response = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/health", timeout=1)
+        response = httpx.get(f"http://127.0.0.1:{http_port}/api/v1/health", headers=auth, timeout=1)
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
@@ -68,6 +68,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     mosquitto_persistent: int, tmp_path: Path
 ) -> None:
     http_port = free_port()
+    auth = bearer(provision_admin_key(make_settings(tmp_path / "data")))
     werk = _start_werk(tmp_path / "data", mosquitto_persistent, http_port)
     try:
         publisher = subprocess.Popen(
@@ -78,22 +79,27 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
             ],
             cwd=Path(__file__).parents[3],
         )
-        wait_until(lambda: (h := _health(http_port)) and h["stored_samples"] > 200, timeout=30)  # type: ignore[operator,index]
+        wait_until(
+            lambda: (h := _health(http_port, auth)) and h["stored_samples"] > 200, timeout=30
+        )  # type: ignore[operator,index]
     finally:
         werk.send_signal(signal.SIGKILL)
         werk.wait(10)
     assert publisher.wait(60) == 0
     werk = _start_werk(tmp_path / "data", mosquitto_persistent, http_port)
     try:
-        after_restart = wait_until(lambda: _health(http_port), timeout=10)
+        after_restart = wait_until(lambda: _health(http_port, auth), timeout=10)
         url = f"http://127.0.0.1:{http_port}/api/v1/history/{NODE}/seq"
         params = {"start": "2000-01-01T00:00:00Z", "limit": 10_000, "layer": "raw"}
         points = wait_until(
-            lambda: len(p := httpx.get(url, params=params).json()["points"]) >= TOTAL and p,
+            lambda: (
+                len(p := httpx.get(url, params=params, headers=auth).json()["points"]) >= TOTAL
+                and p
+            ),
             timeout=60,
         )
         time.sleep(1.0)
-        points = httpx.get(url, params=params).json()["points"]
+        points = httpx.get(url, params=params, headers=auth).json()["points"]
     finally:
         werk.send_signal(signal.SIGTERM)
         werk.wait(30)

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import make_settings, publish, wait_until
+from tests.conftest import admin_client, make_settings, publish, wait_until
 
 from werk.api import create_app
 from werk.runtime import Runtime
@@ -156,10 +156,10 @@ def test_api_errors_are_problem_json(client: TestClient) -> None:
 
 def test_last_values_survive_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path / "data")
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         publish(settings.mqtt_port, f"{TOPIC}/_value/kept", b"3.5")
         wait_until(lambda: _tag(client, f"{NODE}/kept"))
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         tag = _tag(client, f"{NODE}/kept")
         assert tag is not None and tag["value"] == 3.5
         assert len(client.get(f"/api/v1/history/{NODE}/kept?layer=raw").json()["points"]) == 1
@@ -167,7 +167,7 @@ def test_last_values_survive_a_restart(tmp_path) -> None:  # type: ignore[no-unt
 
 def test_quarantine_overflow_policy_keeps_every_message(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path / "data", ingest_queue_size=1, ingest_overflow="quarantine")
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         c = __import__("tests.conftest", fromlist=["mqtt_client"]).mqtt_client(settings.mqtt_port)
         infos = [
             c.publish(f"{TOPIC}/_value/burst", orjson.dumps({"value": i, "id": f"b{i}"}), qos=1)

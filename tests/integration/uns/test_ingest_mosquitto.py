@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import make_settings, publish, wait_until
+from tests.conftest import admin_client, make_settings, publish, wait_until
 
 from werk.api import create_app
 from werk.runtime import Runtime
@@ -19,7 +19,7 @@ NODE = "acme/berlin/machining/line-2/cell-1/press-1"
 
 def test_values_from_mosquitto_reach_rest_and_history(mosquitto: int, tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", broker_url=f"mqtt://127.0.0.1:{mosquitto}")
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         health = client.get("/api/v1/health").json()
         assert health["embedded_broker"] is False
         assert health["broker"] == f"mqtt://127.0.0.1:{mosquitto}"

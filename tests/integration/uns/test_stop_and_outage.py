@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import make_settings, mqtt_client, publish, wait_until
+from tests.conftest import admin_client, make_settings, mqtt_client, publish, wait_until
 
 from werk.api import create_app
 from werk.runtime import Runtime
@@ -25,7 +25,7 @@ def _points(client: TestClient, tag: str) -> list[object]:
 def test_storage_outage_then_stop_then_restart_loses_nothing(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", ingest_client_id="werk-ingest-outage")
     runtime = Runtime(settings)
-    with TestClient(create_app(runtime, web=False)) as client:
+    with admin_client(runtime) as client:
         publish(settings.mqtt_port, f"{TOPIC}/t", b'{"value": 0, "id": "m0"}')
         wait_until(lambda: len(_points(client, "t")) == 1)
         assert runtime.store is not None
@@ -39,7 +39,7 @@ def test_storage_outage_then_stop_then_restart_loses_nothing(tmp_path: Path) -> 
         assert client.get(f"/api/v1/history/{NODE}/t?layer=raw").status_code == 503
         started = time.monotonic()
     assert time.monotonic() - started < 30, "stop must not hang while storage is down"
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         points = wait_until(lambda: len(p := _points(client, "t")) >= 51 and p, timeout=20)
         assert sorted(p["value"] for p in points) == list(range(51))  # type: ignore[index]
         assert client.get("/api/v1/health").json()["ingest"]["replayed"] == 50
@@ -55,7 +55,7 @@ def test_a_stop_mid_stream_stores_every_message_once(
         ingest_client_id="werk-ingest-stop",
     )
     total = 2000
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         sender = mqtt_client(mosquitto_persistent)
         # No ts and no id: a message delivered twice would be stored twice.
         infos = [sender.publish(f"{TOPIC}/n", str(i).encode(), qos=1) for i in range(total)]
@@ -64,7 +64,7 @@ def test_a_stop_mid_stream_stores_every_message_once(
         info.wait_for_publish(10)
     sender.disconnect()
     sender.loop_stop()
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         points = wait_until(lambda: len(p := _points(client, "n")) >= total and p, timeout=30)
         time.sleep(1.0)
         points = _points(client, "n")
@@ -82,7 +82,7 @@ def test_tags_the_registry_lost_are_recovered_from_the_historian(tmp_path: Path)
     rows.append(f"{NODE}/lost", now_ns(), now_ns(), True, 0, 77)
     store.write(rows)
     store.close()
-    with TestClient(create_app(Runtime(settings), web=False)) as client:
+    with admin_client(Runtime(settings)) as client:
         tag = client.get(f"/api/v1/tags/{NODE}/lost").json()
         assert (tag["value"], tag["data_type"], tag["message_id"]) == (
             True,
