@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
 
 import httpx
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from werk.iam.bootstrap import SYSTEM, ensure_builtin_roles
-from werk.iam.directory_rules import generate_password
 from werk.iam.http import SESSION_COOKIE
-from werk.iam.service import Iam
-from werk.runtime import Runtime
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
@@ -35,6 +33,7 @@ TEMP: Final = f"{CELL}/cnc-1/motor.temp"
 STATE: Final = f"{CELL}/cnc-1/state"
 TORQUE: Final = "acme/berlin/machining/line-1/cell-2/robot-1/joint.torque"
 BAD_TOPIC: Final = f"uns/v1/{CELL}/cnc-1/_value/temp"
+IAM: Final = "/api/v1/iam"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +43,6 @@ class WerkApi:
     url: str
     mqtt_port: int
     http: httpx.Client
-    runtime: Runtime | None = None
-
-    @property
-    def iam(self) -> Iam:
-        """The identity and access service of the running werk."""
-        assert self.runtime is not None, "pass runtime= to WerkApi to reach its IAM"
-        found: Iam = self.runtime.iam
-        return found
 
     def publish(self, tag: str, value: float | str, unit: str | None = None) -> None:
         """Publish one value through the REST API."""
@@ -85,16 +76,17 @@ class Person:
     org_id: str
 
 
-def org_id(iam: Iam, slug: str, *, kind: str = "partner") -> str:
-    """The id of the organisation `slug`, made when it does not exist yet."""
-    for org in iam.directory.list_orgs(SYSTEM):
-        if org.slug == slug:
-            return org.id
-    return iam.directory.create_org(SYSTEM, slug=slug, name=slug.capitalize(), kind=kind).id
+def org_id(api: WerkApi, slug: str, *, kind: str = "partner") -> str:
+    """The id of the organisation `slug`, made (as the administrator) when it is missing."""
+    for org in _get(api, "/orgs"):
+        if org["slug"] == slug:
+            return str(org["id"])
+    made = _post(api, "/orgs", {"slug": slug, "name": slug.capitalize(), "kind": kind})
+    return str(made["id"])
 
 
 def make_user(
-    iam: Iam,
+    api: WerkApi,
     name: str,
     *,
     org: str,
@@ -103,20 +95,34 @@ def make_user(
     org_scope: str = "own",
 ) -> Person:
     """A user with a built-in role in a scope; an existing one gets a new password."""
-    ensure_builtin_roles(iam)
-    org_of = org_id(iam, org, kind="operator" if org == "operator" else "partner")
-    password = generate_password()
-    found = iam.directory.find_by_name(name)
+    org_of = org_id(api, org, kind="operator" if org == "operator" else "partner")
+    password = f"pw-{secrets.token_urlsafe(18)}"
+    found = next((u for u in _get(api, "/users") if u["name"] == name), None)
     if found is not None:
-        iam.directory.set_password(SYSTEM, found, password)
-        iam.directory.update_principal(SYSTEM, found, disabled=False)
-        return Person(found, name, password, org_of)
-    user, _ = iam.directory.create_user(SYSTEM, org_id=org_of, name=name, password=password)
-    role_id = next(r.id for r in iam.directory.list_roles(SYSTEM) if r.builtin and r.name == role)
-    iam.directory.create_binding(
-        SYSTEM, role_id=role_id, principal_id=user.id, namespace=namespace, org_scope=org_scope
-    )
-    return Person(user.id, name, password, org_of)
+        user_id = str(found["id"])
+        api.http.put(f"{IAM}/principals/{user_id}/password", json={"password": password})
+        _post(api, f"/principals/{user_id}/enable", None)
+        return Person(user_id, name, password, org_of)
+    user = _post(api, "/users", {"org_id": org_of, "name": name, "password": password})["user"]
+    role_id = next(r["id"] for r in _get(api, "/roles") if r["builtin"] and r["name"] == role)
+    binding = {
+        "role_id": role_id, "principal_id": user["id"], "namespace": list(namespace),
+        "org_scope": org_scope,
+    }  # fmt: skip
+    _post(api, "/bindings", binding)
+    return Person(str(user["id"]), name, password, org_of)
+
+
+def _get(api: WerkApi, path: str) -> Any:
+    response = api.http.get(f"{IAM}{path}")
+    response.raise_for_status()
+    return response.json()
+
+
+def _post(api: WerkApi, path: str, body: dict[str, Any] | None) -> Any:
+    response = api.http.post(f"{IAM}{path}", json=body)
+    response.raise_for_status()
+    return response.json() if response.content else None
 
 
 def login(page: Page, url: str, username: str, password: str, *, next_path: str = "/") -> None:
@@ -146,6 +152,15 @@ def sign_in(context: BrowserContext, url: str, username: str, password: str) -> 
         [{"name": SESSION_COOKIE, "value": cookie, "url": url, "httpOnly": True, "sameSite": "Lax"}]
     )
     return cookie
+
+
+def fresh_tab(browser: Browser) -> Iterator[Page]:
+    """A tab of a browser profile of its own: no cookies, nobody signed in."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    yield tab
+    context.close()
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -35,26 +35,37 @@ def operations(app: FastAPI) -> Iterator[tuple[APIRoute, Operation]]:
     for context in iter_route_contexts(app.routes):
         route = context.original_route
         if isinstance(route, APIRoute):
-            path = str(context.path or route.path)
+            path = str(context.path_format or route.path_format)
             found = _permission(context.dependant)
             yield route, Operation(path, frozenset(route.methods or ()), found)
 
 
 def declare(app: FastAPI) -> None:
     """Put each operation's permission in the OpenAPI; refuse operations without one."""
-    missing: list[str] = []
-    for route, op in operations(app):
-        if op.permission is None:
-            missing.append(f"{'/'.join(sorted(op.methods))} {op.path}")
-            continue
-        extra: dict[str, Any] = dict(route.openapi_extra or {})
-        extra[PERMISSION_KEY] = op.permission
-        route.openapi_extra = extra
+    found = [op for _route, op in operations(app)]
+    missing = [f"{'/'.join(sorted(op.methods))} {op.path}" for op in found if not op.permission]
     if missing:
         raise Conflict(
             "these API routes declare no permission: " + ", ".join(missing),
             code="route_without_permission",
         )
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _annotate(generate(), found)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _annotate(schema: dict[str, Any], found: list[Operation]) -> None:
+    paths: dict[str, dict[str, Any]] = schema.get("paths", {})
+    for op in found:
+        for method in op.methods:
+            operation = paths.get(op.path, {}).get(method.lower())
+            if operation is not None:
+                operation[PERMISSION_KEY] = op.permission
 
 
 def _permission(dependant: Dependant) -> str | None:

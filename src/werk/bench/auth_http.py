@@ -107,9 +107,10 @@ def _drain(process: subprocess.Popen[str], sink: deque[str]) -> None:
 
 
 def _ready_line(process: subprocess.Popen[str], stderr: deque[str]) -> dict[str, Any]:
-    assert process.stdout is not None
+    stdout = process.stdout
+    assert stdout is not None
     box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: box.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(_START_TIMEOUT_S)
     if not box or not box[0].strip():

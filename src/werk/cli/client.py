@@ -136,6 +136,15 @@ def current_credential(base_url: str) -> Credential:
     return Credential("login", login.access_token, login)
 
 
+def mqtt_login(base_url: str) -> tuple[str, str] | None:
+    """MQTT username and password from `WERK_API_KEY`: its principal's name and the key."""
+    key = os.environ.get(API_KEY_ENV)
+    if not key:
+        return None
+    me = api_get(base_url, "/auth/me")
+    return str(me["name"]), key
+
+
 def refresh_login(base_url: str, stale: StoredLogin) -> StoredLogin:
     """Trade the stored refresh token for new tokens (once, under the file lock)."""
     with locked():

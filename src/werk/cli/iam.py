@@ -35,9 +35,7 @@ orgs_app = typer.Typer(
 iam_app.add_typer(orgs_app, name="orgs")
 
 OrgArg = Annotated[str, typer.Argument(help="organisation slug or id")]
-EmailOpt = Annotated[
-    str | None, typer.Option("--email", help="e-mail address (an empty one clears it)")
-]
+EmailOpt = Annotated[str | None, typer.Option("--email", help="e-mail address")]
 PrincipalArg = Annotated[str, typer.Argument(help="name or id", metavar="NAME")]
 PasswordStdinOpt = Annotated[
     bool, typer.Option("--password-stdin", help="read the password from standard input")

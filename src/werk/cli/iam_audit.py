@@ -127,7 +127,7 @@ def _download(base: str, partial: Path, params: dict[str, Any]) -> int:
     with (
         api_stream(base, "/iam/audit/export", params) as response,
         partial.open("wb") as out,
-        Progress(*columns, console=err, transient=True) as progress,
+        Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress,
     ):
         task = progress.add_task("export", total=None)
         for chunk in response.iter_bytes():

@@ -72,8 +72,9 @@ def _access_lines(runtime: Runtime, web: str) -> list[str]:
     if first is None:
         data_dir = runtime.settings.data_dir.resolve()
         return [
-            f"[bold]Log in[/bold]     {web}/login or `{login}` (the admin account exists; "
-            f"lost its password? stop werk, then `werk iam reset-admin --data-dir {data_dir}`)",
+            f"[bold]Log in[/bold]     {web}/login or `{login}` (the admin account exists)",
+            "           lost the admin password? stop werk, then "
+            f"`werk iam reset-admin --data-dir {data_dir}`",
             *demo,
         ]
     return [

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Response, status
 
 from werk.iam.router import (
     ADMIN,
+    ADMIN_PROBLEMS,
     NO_CONTENT,
     NO_STORE,
     READ,
@@ -42,7 +43,7 @@ from werk.iam.scopes import Principal
 from werk.iam.service import Iam
 from werk.iam.views import ApiKeyView, BindingView, GroupView, OrgView, PrincipalView, RoleView
 
-router = APIRouter(prefix="/iam", tags=["iam"])
+router = APIRouter(prefix="/iam", tags=["iam"], responses=ADMIN_PROBLEMS)
 
 CREATED: Final = status.HTTP_201_CREATED
 Kind = Literal["user", "service", "device"]

@@ -21,8 +21,9 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response, st
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from werk.core.access import PUBLIC, caller, requires
-from werk.core.errors import Forbidden, TooManyAttempts, Unauthenticated
+from werk.core.errors import Forbidden, NotFound, TooManyAttempts, Unauthenticated
 from werk.iam.authn import TokenPair
+from werk.iam.bootstrap import SYSTEM
 from werk.iam.http import SESSION_COOKIE, authenticated, client_ip
 from werk.iam.permissions import ALL, AUDIT_READ, IAM_ADMIN, IAM_READ
 from werk.iam.schemas import (
@@ -32,16 +33,31 @@ from werk.iam.schemas import (
     LoginResult,
     MeRead,
     OAuthError,
+    Problem,
     SigningKeyRotated,
     TokenResponse,
 )
-from werk.iam.scopes import Principal
+from werk.iam.scopes import Grant, Principal
 from werk.iam.service import Iam
 from werk.iam.views import AuditVerification, CredentialView, SigningKeyView
 
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": Problem, "description": _REFUSALS[s]} for s in statuses}
+
+
+_REFUSALS: Final = {
+    401: "no valid credentials",
+    403: "not allowed (or a cookie write without its CSRF token)",
+    404: "no such object, or one outside the caller's organisation",
+    409: "clashes with an existing object",
+    429: "too many failed logins; see Retry-After",
+}
+ADMIN_PROBLEMS: Final = _problems(401, 403, 404, 409)
+
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Included by `werk.iam.admin_router` under /iam: credentials, signing keys, audit log.
-security_router = APIRouter()
+security_router = APIRouter(responses=ADMIN_PROBLEMS)
 
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 GRANT_TYPES: Final = ("password", "client_credentials", "refresh_token")
@@ -104,7 +120,11 @@ def token(
     refresh_token: FormField = None,
     scope: FormField = None,
 ) -> JSONResponse:
-    """Issue tokens: grant_type password, client_credentials or refresh_token."""
+    """Issue tokens: grant_type password, client_credentials or refresh_token.
+
+    A requested `scope` is accepted and ignored: tokens carry the principal's grants, and
+    the answer's `scope` names the permissions they give.
+    """
     form = {"username": username, "password": password, "refresh_token": refresh_token}
     try:
         pair = _grant(
@@ -213,7 +233,10 @@ def revoke(
     token: Annotated[str | None, Form(max_length=8192)] = None,
     token_type_hint: FormField = None,
 ) -> Response:
-    """Revoke an access or refresh token; an unknown token is no error (RFC 7009 2.2)."""
+    """Revoke an access or refresh token; an unknown token is no error (RFC 7009 2.2).
+
+    Holding a token is the right to revoke it, so no client authentication is asked for.
+    """
     if not token:
         return _oauth_error(OAuthFailure("invalid_request", "token is missing"))
     service.authn.revoke(token)
@@ -229,30 +252,37 @@ def jwks(service: IamDep, response: Response) -> dict[str, Any]:
 
 
 @router.get("/me", response_model=MeRead, summary="The caller", dependencies=[authenticated()])
-def me(request: Request, who: PrincipalDep, response: Response) -> MeRead:
+def me(request: Request, service: IamDep, who: PrincipalDep, response: Response) -> MeRead:
     """Who the caller is: principal, organisation, grants and effective permissions."""
     response.headers["Cache-Control"] = "no-store"
-    return describe(who, getattr(request.state, "csrf", None))
+    return describe(service, who, getattr(request.state, "csrf", None))
 
 
-def describe(who: Principal, csrf: str | None = None) -> MeRead:
-    """The `MeRead` of a principal."""
-    grants = [
-        GrantRead(
-            role=g.role,
-            permissions=sorted(g.permissions),
-            namespace=list(g.scope.namespace),
-            layers=None if g.scope.layers is None else list(g.scope.layers),
-            org=g.scope.org,
-        )
-        for g in who.grants
-    ]
+def describe(service: Iam, who: Principal, csrf: str | None = None) -> MeRead:
+    """The `MeRead` of a principal, with its own directory record and organisation."""
+    try:  # anyone may see themselves and their organisation, whatever their grants
+        record = service.directory.get_principal(SYSTEM, who.id)
+        org = service.directory.get_org(SYSTEM, who.org_id)
+    except NotFound:
+        record, org = None, None
     return MeRead(
         id=who.id, name=who.name, kind=str(who.kind), org_id=who.org_id,
         org_kind=str(who.org_kind), auth_method=who.auth_method,
-        credential_id=who.credential_id, sparkplug=who.sparkplug, grants=grants,
+        credential_id=who.credential_id, sparkplug=who.sparkplug, principal=record, org=org,
+        grants=[_grant_read(g) for g in who.grants],
         permissions=[p for p in ALL if who.allows(p)], csrf_token=csrf,
     )  # fmt: skip
+
+
+def _grant_read(grant: Grant) -> GrantRead:
+    scope = grant.scope
+    return GrantRead(
+        role=grant.role,
+        permissions=sorted(grant.permissions),
+        namespace=list(scope.namespace),
+        layers=None if scope.layers is None else list(scope.layers),
+        org=scope.org,
+    )
 
 
 @router.post(
@@ -260,6 +290,7 @@ def describe(who: Principal, csrf: str | None = None) -> MeRead:
     response_model=LoginResult,
     summary="Log in with a password (cookie session)",
     dependencies=[requires(PUBLIC)],
+    responses=_problems(401, 429),
 )
 def login(body: LoginRequest, request: Request, service: IamDep) -> JSONResponse:
     """Check the password and open a session: the cookie is HttpOnly, SameSite=Lax."""
@@ -268,7 +299,7 @@ def login(body: LoginRequest, request: Request, service: IamDep) -> JSONResponse
     agent = request.headers.get("user-agent", "")[:512]
     session = service.authn.open_session(who, ip=ip, user_agent=agent)
     result = LoginResult(
-        me=describe(session.principal, session.csrf),
+        me=describe(service, session.principal, session.csrf),
         csrf_token=session.csrf,
         expires_at=session.expires_at,
     )
@@ -291,10 +322,11 @@ def set_session_cookie(response: Response, request: Request, value: str, expires
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Log out",
     dependencies=[authenticated()],
+    responses=_problems(401, 403),
 )
 def logout(request: Request, service: IamDep) -> Response:
     """End the cookie session, or revoke the bearer access token, that made this request."""
-    kind, credential = request.state.credential
+    kind, credential = getattr(request.state, "credential", ("", ""))
     if kind == "session":
         service.authn.close_session(credential)
     elif kind == "bearer" and not credential.startswith("wk_"):
@@ -347,6 +379,7 @@ Since = Annotated[datetime | None, Query(description="ISO 8601, inclusive")]
 Until = Annotated[datetime | None, Query(description="ISO 8601, exclusive")]
 Action = Annotated[str | None, Query(min_length=1, max_length=64, description="e.g. auth.login")]
 Outcome = Literal["ok", "denied", "failed", "error"]
+Seq = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="an event's seq")]
 
 
 @security_router.get("/audit", response_model=AuditPage, summary="Audit events", dependencies=AUDIT)
@@ -358,8 +391,8 @@ def audit(
     actor_id: IdFilter = None,
     since: Since = None,
     until: Until = None,
-    after_seq: Annotated[int | None, Query(ge=0)] = None,
-    before_seq: Annotated[int | None, Query(ge=0)] = None,
+    after_seq: Seq = None,
+    before_seq: Seq = None,
     newest_first: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:

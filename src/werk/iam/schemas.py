@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from werk.iam.views import ApiKeyView, AuditEventView, PrincipalView
+from werk.iam.views import ApiKeyView, AuditEventView, OrgView, PrincipalView
 
 Name = Annotated[
     str, Field(pattern=r"^[A-Za-z0-9._@-]{2,64}$", description="letters, digits, . _ @ -")
@@ -171,7 +171,11 @@ class GrantRead(BaseModel):
 
 
 class MeRead(BaseModel):
-    """Who the caller is, and what it may do."""
+    """Who the caller is, and what it may do.
+
+    The top-level identity is what the credential says; `principal` and `org` are the
+    directory's records of the caller and its own organisation.
+    """
 
     id: str
     name: str
@@ -181,6 +185,8 @@ class MeRead(BaseModel):
     auth_method: str
     credential_id: str | None
     sparkplug: tuple[str, str] | None
+    principal: PrincipalView | None = Field(description="null for werk's internal callers")
+    org: OrgView | None
     grants: list[GrantRead]
     permissions: list[str] = Field(description="every permission held somewhere")
     csrf_token: str | None = Field(None, description="with a cookie session: send as X-CSRF-Token")
@@ -202,6 +208,18 @@ class TokenResponse(BaseModel):
     expires_in: int
     refresh_token: str | None = None
     scope: str
+
+
+class Problem(BaseModel):
+    """An error as problem+json (RFC 9457)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    code: str = Field(description="stable machine-readable code, e.g. not_found")
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class OAuthError(BaseModel):

@@ -19,7 +19,6 @@ from werk.uns.mqtt_packets import (
     PINGREQ,
     PUBACK,
     PUBCOMP,
-    PUBLISH,
     PUBREC,
     PUBREL,
     SUBACK,
@@ -40,7 +39,6 @@ from werk.uns.mqtt_packets import (
     parse_suback,
     parse_subscribe,
     publish_head,
-    publish_prefix_length,
     split_shared,
     valid_subscription,
 )
@@ -93,40 +91,61 @@ class Pump:
     def feed(self, data: bytes) -> None:
         """Take received bytes; raise `MalformedPacket` when they break the protocol."""
         if self._held:
-            self._held += data
-            if len(self._held) < self._need:
+            joined = self._join(data)
+            if joined is None:
                 return
-            data = bytes(self._held)
-            self._held.clear()
-            self._need = 0
+            data = joined
         end = len(data)
         pos, run = self._continue(data, end)
+        inspect = self.inspect
         while pos < end:
-            head = frame_head(data, pos, end)
-            if head is None:
-                break
-            first, header, length = head
-            if length > self._limit:
-                raise PacketTooLarge(f"MQTT packet of {length} bytes is over {self._limit}")
-            start = pos + header
+            if pos + 1 < end and data[pos + 1] < 0x80:  # most packets: one length byte
+                start, length = pos + 2, data[pos + 1]
+            else:
+                head = self._head(data, pos, end)
+                if head is None:
+                    break
+                start, length = head
             stop = start + length
-            self.want = 0
-            verdict = self.inspect(first, data, start, min(stop, end), length)
+            verdict = inspect(data[pos], data, start, stop if stop < end else end, length)
             if verdict is None:
-                self._need = header + (self.want or length)
+                self._need, self.want = start - pos + (self.want or length), 0
                 break
             if verdict is not True:
-                if run < pos:
-                    self._write(data[run:pos])
-                if verdict is not False:
-                    self._write(verdict)
-                run = min(stop, end)
+                run = self._divert(data, run, pos, verdict, min(stop, end))
             if stop > end:
                 self._remaining, self._forwarding = stop - end, verdict is True
                 pos = end
             else:
                 pos = stop
         self._finish(data, run, pos, end)
+
+    def _join(self, data: bytes) -> bytes | None:
+        """The held bytes and `data` together, or None while still too few to look at."""
+        self._held += data
+        if len(self._held) < self._need:
+            return None
+        joined = bytes(self._held)
+        self._held.clear()
+        self._need = 0
+        return joined
+
+    def _head(self, data: bytes, pos: int, end: int) -> tuple[int, int] | None:
+        """(body start, body length) of the packet at `pos`; None when cut short."""
+        head = frame_head(data, pos, end)
+        if head is None:
+            return None
+        if head[2] > self._limit:
+            raise PacketTooLarge(f"MQTT packet of {head[2]} bytes is over {self._limit}")
+        return pos + head[1], head[2]
+
+    def _divert(self, data: bytes, run: int, pos: int, verdict: bytes | bool, resume: int) -> int:
+        """Drop or replace the packet at `pos`, writing the forwarded bytes before it first."""
+        if run < pos:
+            self._write(data[run:pos])
+        if isinstance(verdict, bytes):
+            self._write(verdict)
+        return resume
 
     def _continue(self, data: bytes, end: int) -> tuple[int, int]:
         """Stream the rest of a packet begun in an earlier chunk: (position, run start)."""
@@ -172,7 +191,7 @@ class BrokerPump(Pump):
 
     def inspect(self, first: int, data: bytes, start: int, avail: int, length: int) -> Verdict:
         """Forward everything but SUBACKs the gateway must complete."""
-        if first >> 4 != SUBACK or not self.pending:
+        if not self.pending or first >> 4 != SUBACK:
             return True
         if avail < start + length:
             return None
@@ -217,31 +236,16 @@ class ClientPump(Pump):
 
     def inspect(self, first: int, data: bytes, start: int, avail: int, length: int) -> Verdict:
         """Check publishes and subscriptions; pass everything else a client may send."""
-        kind = first >> 4
-        if kind == PUBLISH:
-            return self._publish(first, data, start, avail, length)
-        if kind in (SUBSCRIBE, PUBREL):
-            if avail < start + length:
-                return None
-            body = data[start : start + length]
-            return self._subscribe(first, body) if kind == SUBSCRIBE else self._pubrel(body)
-        if kind in _PASSED:
-            return True
-        raise malformed(f"packet type {kind} is not one a client may send")
-
-    def _publish(self, first: int, data: bytes, start: int, avail: int, length: int) -> Verdict:
+        if first & 0xF0 != 0x30:
+            return self._control(first, data, start, avail, length)
         qos = (first >> 1) & 3
         if qos == 3:
             raise malformed("PUBLISH with QoS 3")
-        need = publish_prefix_length(data, start, avail, qos, self._v5)
-        if need is not None and need > length:
-            raise malformed("PUBLISH head runs past the packet")
-        if need is None or start + need > avail:
-            if avail >= start + length:
-                raise malformed("PUBLISH head runs past the packet")
-            self.want = need or min(length, avail - start + 8)
+        head = publish_head(data, start, avail, length, qos, self._v5)
+        if head is None:
+            self.want = min(length, avail - start + 256)
             return None
-        topic_end, packet_id, alias = publish_head(data, start, start + need, qos, self._v5)
+        topic_end, packet_id, alias, _payload = head
         topic = data[start + 2 : topic_end]
         if alias:
             topic = self._resolve_alias(topic, alias)
@@ -255,6 +259,17 @@ class ClientPump(Pump):
             return True
         self._deny_publish(topic, qos, packet_id)
         return False
+
+    def _control(self, first: int, data: bytes, start: int, avail: int, length: int) -> Verdict:
+        kind = first >> 4
+        if kind in (SUBSCRIBE, PUBREL):
+            if avail < start + length:
+                return None
+            body = data[start : start + length]
+            return self._subscribe(first, body) if kind == SUBSCRIBE else self._pubrel(body)
+        if kind in _PASSED:
+            return True
+        raise malformed(f"packet type {kind} is not one a client may send")
 
     def _resolve_alias(self, topic: bytes, alias: int) -> bytes:
         if alias > self._alias_max:

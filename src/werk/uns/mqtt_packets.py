@@ -347,56 +347,65 @@ def parse_connack(body: bytes, level: int) -> tuple[int, bytes]:
 # --- PUBLISH and acknowledgements ------------------------------------------------------------
 
 
-def publish_head(data: bytes, pos: int, end: int, qos: int, v5: bool) -> tuple[int, int, int]:
-    """(topic end, packet id, topic alias) of a PUBLISH body at `pos`; the topic starts at pos+2.
+def publish_head(
+    data: bytes, pos: int, avail: int, length: int, qos: int, v5: bool
+) -> tuple[int, int, int, int] | None:
+    """(topic end, packet id, topic alias, payload start) of the PUBLISH body at `pos`.
 
-    `end` is where the body ends, or where the received bytes end when the body is
-    longer; raises `MalformedPacket` when the head does not fit before `end`.
+    The topic starts at ``pos + 2``. `length` is the body's length, `avail` where the
+    received bytes end; returns None while the head is not all there yet.
     """
-    if pos + 2 > end:
-        raise malformed("PUBLISH shorter than its topic length")
-    topic_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
-    at, packet_id = topic_end, 0
+    body_end = pos + length
+    at = pos + 2
+    if at > avail:
+        _check_cut(avail, body_end)
+        return None
+    topic_end = at = at + ((data[pos] << 8) | data[pos + 1])
     if qos:
-        if at + 2 > end:
-            raise malformed("PUBLISH shorter than its packet id")
-        packet_id = (data[at] << 8) | data[at + 1]
-        if not packet_id:
-            raise malformed("PUBLISH with QoS > 0 and packet id 0")
         at += 2
-    if at > end:
-        raise malformed("PUBLISH topic runs past the packet")
-    return topic_end, packet_id, publish_alias(data, at, end) if v5 else 0
+    if at > avail:
+        _check_cut(avail, body_end)
+        return None
+    packet_id = (data[at - 2] << 8) | data[at - 1] if qos else 0
+    if qos and not packet_id:
+        raise malformed("PUBLISH with QoS > 0 and packet id 0")
+    if v5:
+        if at >= avail:
+            _check_cut(avail, body_end)
+            return None
+        if data[at]:  # properties: rare on the hot path
+            return _with_properties(data, at, avail, body_end, topic_end, packet_id)
+        at += 1
+    if at > body_end:
+        raise malformed("PUBLISH head runs past the packet")
+    return topic_end, packet_id, 0, at
 
 
-def publish_alias(data: bytes, pos: int, end: int) -> int:
-    """The topic alias among the PUBLISH properties at `pos` (0 when none)."""
-    got = read_varint(data, pos, end)
+def _check_cut(avail: int, body_end: int) -> None:
+    """Raise when the whole body is here and the head still does not fit."""
+    if avail >= body_end:
+        raise malformed("PUBLISH head runs past the packet")
+
+
+def _with_properties(
+    data: bytes, at: int, avail: int, body_end: int, topic_end: int, packet_id: int
+) -> tuple[int, int, int, int] | None:
+    got = read_varint(data, at, min(avail, body_end))
     if got is None:
-        raise malformed("PUBLISH properties run past the packet")
+        _check_cut(avail, body_end)
+        return None
     length, start = got
-    if not length:
-        return 0
-    if start + length > end:
+    if start + length > body_end:
         raise malformed("PUBLISH properties run past the packet")
+    if start + length > avail:
+        return None
     alias = 0
     for ident, value_start, _value_end in iter_properties(data, start, start + length):
         if ident == PROP_TOPIC_ALIAS:
             alias = (data[value_start] << 8) | data[value_start + 1]
             if not alias:
                 raise malformed("topic alias 0")
-    return alias
-
-
-def publish_prefix_length(data: bytes, pos: int, end: int, qos: int, v5: bool) -> int | None:
-    """How many body bytes `publish_head` needs, or None when more must be received first."""
-    if pos + 2 > end:
-        return None
-    at = pos + 2 + ((data[pos] << 8) | data[pos + 1]) + (2 if qos else 0)
-    if not v5:
-        return at - pos
-    got = read_varint(data, at, end) if at < end else None
-    return None if got is None else got[1] + got[0] - pos
+    return topic_end, packet_id, alias, start + length
 
 
 def build_publish(

@@ -12,7 +12,7 @@ import hmac
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 from urllib.parse import urlencode, urlsplit
 
@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from werk.core.errors import TooManyAttempts, Unauthenticated
 from werk.iam.http import SESSION_COOKIE, client_ip
+from werk.iam.router import set_session_cookie
 from werk.web.auth import LOGIN_PATH, LOGOUT_PATH, iam_of, open_seat, safe_next
 from werk.web.context import WebContext
 from werk.web.layout import frame, logout_form
@@ -148,11 +149,7 @@ async def _submit_login(context: WebContext, request: Request) -> Response:
     except Unauthenticated:
         return _again(target, failed="1")
     response = RedirectResponse(target, status_code=_SEE_OTHER)
-    max_age = max(0, int((expires - datetime.now(UTC)).total_seconds()))
-    response.set_cookie(
-        SESSION_COOKIE, cookie, max_age=max_age, path="/", httponly=True, samesite="lax",
-        secure=request.url.scheme == "https",
-    )  # fmt: skip
+    set_session_cookie(response, request, cookie, expires)
     return response
 
 

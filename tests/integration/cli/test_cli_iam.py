@@ -15,14 +15,20 @@ import orjson
 import pytest
 from click.testing import Result
 from sqlalchemy.orm import sessionmaker
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, wait_until
 from typer.testing import CliRunner
 
+from werk.cli.client import mqtt_login
 from werk.cli.main import app
+from werk.cli.server import _print_banner as print_banner
+from werk.cli.server import console as server_console
 from werk.core.db import create_db_engine, upgrade_schema
 from werk.core.settings import Settings
 from werk.iam.bootstrap import ensure_admin
 from werk.iam.service import Iam
+from werk.runtime import Runtime
+from werk.uns.broker import BrokerAddress
+from werk.uns.mqtt import Publisher
 
 KEY = re.compile(r"wk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 
@@ -61,8 +67,8 @@ def start(settings: Settings) -> tuple[LiveServer, str]:
 
 @pytest.fixture(scope="module")
 def werk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Werk]:
-    settings = make_settings(tmp_path_factory.mktemp("werk") / "data")
-    server, password = start(settings)
+    data = tmp_path_factory.mktemp("werk") / "data"
+    server, password = start(make_settings(data, mqtt_allow_anonymous=False))
     try:
         yield Werk(server, password)
     finally:
@@ -84,7 +90,9 @@ def cli(
 
 def login(werk: Werk, credentials: Path, username: str, password: str) -> Result:
     """`werk login` with the password on stdin."""
-    return cli(werk, credentials, "login", "-u", username, "--password-stdin", input=password + "\n")
+    return cli(
+        werk, credentials, "login", "-u", username, "--password-stdin", input=password + "\n"
+    )
 
 
 def stored(credentials: Path, werk: Werk) -> dict[str, Any]:
@@ -291,3 +299,58 @@ def test_reset_admin_on_a_stopped_server(tmp_path: Path) -> None:
         werk, credentials = Werk(restarted, new_password), tmp_path / "credentials.json"
         assert login(werk, credentials, "admin", old_password).exit_code == 1
         assert login(werk, credentials, "admin", new_password).exit_code == 0
+
+
+def banner(runtime: Runtime) -> str:
+    """What `werk run` prints once the runtime serves."""
+    with server_console.capture() as captured:
+        print_banner(runtime, demo=False)
+    return captured.get()
+
+
+def test_first_start_prints_the_admin_password_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # one banner line per fact
+    settings = make_settings(tmp_path / "data")
+    first = Runtime(settings)
+    first.start()
+    try:
+        shown = banner(first)
+        assert first.iam is not None
+    finally:
+        first.stop()
+    password = re.search(r"user admin, password (\S+)", shown)
+    assert password is not None, shown
+    assert "werk login --api" in shown and "--username admin" in shown
+
+    again = Runtime(settings)
+    again.start()
+    try:
+        assert again.iam is not None
+        assert again.iam.authn.login_password("admin", password.group(1), ip="127.0.0.1")
+        later = banner(again)
+    finally:
+        again.stop()
+    assert password.group(1) not in later
+    assert f"werk iam reset-admin --data-dir {settings.data_dir.resolve()}" in later
+
+
+def test_an_api_key_logs_in_to_mqtt(
+    werk: Werk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = "acme/berlin/pressing/line-1/cell-1/press-9"
+    as_admin(werk, tmp_path, "iam", "devices", "create", "press-9")
+    as_admin(werk, tmp_path, "iam", "bindings", "create", "--role", "device",
+             "--principal", "press-9", "-n", f"{node}/#")  # fmt: skip
+    key = as_admin(werk, tmp_path, "iam", "keys", "create", "press-9", "--name", "plc").stdout
+    monkeypatch.setenv("WERK_API_KEY", key.strip())
+
+    login = mqtt_login(werk.url)
+    assert login == ("press-9", key.strip())
+    s = werk.server.settings
+    address = BrokerAddress("127.0.0.1", s.mqtt5_port, mqtt5=True, username=login[0],
+                            password=login[1])  # fmt: skip
+    with Publisher(address, role="cli") as publisher:
+        publisher.publish(f"uns/v1/{node}/_value/force", b'{"value": 812.5}', qos=1)
+    wait_until(lambda: werk.server.runtime.namespace.find(f"{node}/force") is not None)

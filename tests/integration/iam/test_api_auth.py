@@ -332,6 +332,8 @@ def test_me_shows_grants_and_effective_permissions(werk: Werk) -> None:
     account = werk.account(partner, [("partner-user", ("acme/partners/p1/#",), "own")])
     me = werk.client.get(ME, headers=account.headers).json()
     assert me["org_id"] == partner and me["org_kind"] == "partner"
+    assert (me["principal"]["id"], me["principal"]["name"]) == (account.id, account.name)
+    assert (me["org"]["id"], me["org"]["kind"]) == (partner, "partner")
     assert me["grants"] == [
         {
             "role": "partner-user",

@@ -47,6 +47,7 @@ class Running:
 
     def __init__(self, gateway: MqttGateway, settings: Settings, events: list[GatewayEvent]):
         self.gateway, self.settings, self.events = gateway, settings, events
+        self.peers: list[Peer] = []
 
     def port(self, v5: bool) -> int:
         return self.settings.mqtt5_port if v5 else self.settings.mqtt_port
@@ -54,7 +55,9 @@ class Running:
     def peer(self, v5: bool, user: str | None = "device", **kwargs: Any) -> Peer:
         default = USERS[user][0] if user in USERS else None
         password = kwargs.pop("password", default)
-        return Peer(self.port(v5), v5=v5, user=user, password=password, **kwargs)
+        peer = Peer(self.port(v5), v5=v5, user=user, password=password, **kwargs)
+        self.peers.append(peer)
+        return peer
 
 
 Start = Callable[..., Running]
@@ -62,7 +65,7 @@ Start = Callable[..., Running]
 
 @pytest.fixture
 def start(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Start]:
-    started: list[MqttGateway] = []
+    started: list[Running] = []
 
     def run(authority: Any = None, **overrides: Any) -> Running:
         overrides.setdefault("mqtt_allow_anonymous", False)
@@ -71,12 +74,14 @@ def start(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Start]:
         gateway = MqttGateway(settings, authority or FixedAuthority(dict(USERS)),
                               broker.internal_v311_address, broker.address, events.append)  # fmt: skip
         gateway.start()
-        started.append(gateway)
-        return Running(gateway, settings, events)
+        started.append(Running(gateway, settings, events))
+        return started[-1]
 
     yield run
-    for gateway in started:
-        gateway.stop()
+    for running in started:
+        for peer in running.peers:
+            peer.close()
+        running.gateway.stop()
 
 
 @pytest.fixture

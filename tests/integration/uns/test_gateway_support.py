@@ -29,7 +29,8 @@ class Rules:
         return any(matches(f, topic) for f in self.publish)
 
     def may_subscribe(self, topic_filter: str) -> bool:
-        return topic_filter in self.subscribe or "#" in self.subscribe
+        # Wildcards of the request are matched as plain levels: close enough for tests.
+        return any(matches(f, topic_filter) for f in self.subscribe)
 
 
 @dataclass
@@ -127,8 +128,15 @@ class Peer:
         return info
 
     def close(self) -> None:
+        """Disconnect, stop paho's thread and let go of its sockets (idempotent)."""
+        if self.client.on_connect is None:
+            return
         self.client.disconnect()
         self.client.loop_stop()
+        # The callbacks tie client and peer in a cycle; without it, paho's __del__ closes
+        # its socket pair as soon as the peer goes, not whenever the collector runs.
+        self.client.on_connect = self.client.on_disconnect = self.client.on_message = None
+        self.client.on_publish = self.client.on_subscribe = None
 
 
 class RawClient:

@@ -41,7 +41,6 @@ from werk.uns.mqtt_packets import (
     parse_subscribe,
     property_u16,
     publish_head,
-    publish_prefix_length,
     read_varint,
     split_shared,
     valid_subscription,
@@ -174,13 +173,15 @@ def test_publish_head_round_trips(
     )
     first, body = body_of(packet)
     v5 = level == MQTT5
-    need = publish_prefix_length(body, 0, len(body), qos, v5)
-    assert need is not None
-    assert body[need:] == payload
-    topic_end, got_id, got_alias = publish_head(body, 0, need, qos, v5)
+    head = publish_head(body, 0, len(body), len(body), qos, v5)
+    assert head is not None
+    topic_end, got_id, got_alias, payload_start = head
     assert body[2:topic_end].decode() == topic
+    assert body[payload_start:] == payload
     assert (got_id, got_alias) == (packet_id if qos else 0, alias if v5 else 0)
     assert (first >> 1) & 3 == qos
+    for cut in range(payload_start):  # the head cut short: wait for more, never guess
+        assert publish_head(body[:cut], 0, cut, len(body), qos, v5) is None
 
 
 @pytest.mark.parametrize("kind", [PUBACK, PUBREC, PUBREL, PUBCOMP])
@@ -244,8 +245,8 @@ def test_random_bytes_raise_only_malformed_packet(data: bytes, level: int, first
         lambda: parse_connack(data, level),
         lambda: list(iter_properties(data, 0, len(data))),
         lambda: frame_head(data, 0, len(data)),
-        lambda: publish_head(data, 0, len(data), first & 3, v5),
-        lambda: publish_prefix_length(data, 0, len(data), first & 3, v5),
+        lambda: publish_head(data, 0, len(data), len(data), first & 3, v5),
+        lambda: publish_head(data, 0, len(data) // 2, len(data), first & 3, v5),
     ]
     for call in calls:
         with contextlib.suppress(MalformedPacket):
