@@ -237,9 +237,20 @@ class Runtime:
             mqtt_host=self.address.host, mqtt_port=self.mqtt_port, root=s.uns_root,
             opcua_port=s.demo_opcua_port, modbus_port=s.demo_modbus_port, data_dir=s.data_dir,
             primary_host=s.sparkplug_host_id if s.sparkplug_enabled else None,
+            credentials=self._plant_credentials(),
         )  # fmt: skip
         self._stack.append(self.plant.stop)
         self.plant.start()
+
+    def _plant_credentials(self) -> dict[str, tuple[str, str]]:
+        """The MQTT logins IAM made for the demo plant's edge node and JSON devices."""
+        from werk.iam.bootstrap import DEMO_CELL, DEMO_EDGE
+        from werk.sim.demo import EDGE_NODE, JSON_DEVICES
+
+        assert self.security is not None
+        found = {EDGE_NODE: DEMO_EDGE, JSON_DEVICES: DEMO_CELL}
+        pairs = {sim: self.security.credentials_of(iam) for sim, iam in found.items()}
+        return {sim: pair for sim, pair in pairs.items() if pair is not None}
 
     def stop(self) -> None:
         """Stop in reverse start order; keep going if one part fails to stop."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
+import psutil
 
 from werk.bench.auth_load import LoadResult, request_bytes, run_load
 from werk.bench.auth_server import GUARDED_PATH, PUBLIC_PATH
@@ -57,23 +58,31 @@ class HttpOptions:
 
 def measure_http(
     options: HttpOptions, progress: Callable[[str], None]
-) -> list[tuple[Variant, LoadResult]]:
+) -> list[tuple[Variant, list[LoadResult]]]:
     """Run every variant `rounds` times for `seconds` each against a fresh werk."""
-    with tempfile.TemporaryDirectory(prefix="werk-bench-auth-") as tmp, _child(Path(tmp)) as ready:
+    with (
+        tempfile.TemporaryDirectory(prefix="werk-bench-auth-") as tmp,
+        _child(Path(tmp)) as (
+            ready,
+            server,
+        ),
+    ):
         host, port = "127.0.0.1", int(ready["url"].rsplit(":", 1)[1])
         requests = {v.name: _request(host, port, v, ready) for v in VARIANTS}
-        totals = {v.name: LoadResult() for v in VARIANTS}
+        rounds: dict[str, list[LoadResult]] = {v.name: [] for v in VARIANTS}
         for v in VARIANTS:  # warm up routing, caches and the token LRU
             run_load(host, port, requests[v.name], connections=options.connections, seconds=0.5)
         for n in range(options.rounds):
             for v in VARIANTS:
                 progress(f"round {n + 1}/{options.rounds}: {v.name}")
+                before = _cpu_s(server)
                 got = run_load(
                     host, port, requests[v.name],
                     connections=options.connections, seconds=options.seconds,
                 )  # fmt: skip
-                totals[v.name].merge(got)
-    return [(v, totals[v.name]) for v in VARIANTS]
+                got.server_cpu_s = _cpu_s(server) - before
+                rounds[v.name].append(got)
+    return [(v, rounds[v.name]) for v in VARIANTS]
 
 
 def _request(host: str, port: int, variant: Variant, ready: dict[str, str]) -> bytes:
@@ -81,8 +90,14 @@ def _request(host: str, port: int, variant: Variant, ready: dict[str, str]) -> b
     return request_bytes(host, port, variant.path, authorization)
 
 
+def _cpu_s(process: psutil.Process) -> float:
+    """CPU seconds the werk process has used so far (all its threads)."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 @contextmanager
-def _child(data_dir: Path) -> Iterator[dict[str, str]]:
+def _child(data_dir: Path) -> Iterator[tuple[dict[str, str], psutil.Process]]:
     (port,) = free_ports(1)
     command = [sys.executable, "-m", "werk.bench.auth_server", "--data-dir", str(data_dir),
                "--port", str(port)]  # fmt: skip
@@ -94,7 +109,7 @@ def _child(data_dir: Path) -> Iterator[dict[str, str]]:
     pump = threading.Thread(target=_drain, args=(process, stderr), daemon=True)
     pump.start()
     try:
-        yield _ready_line(process, stderr)
+        yield _ready_line(process, stderr), psutil.Process(process.pid)
     finally:
         _stop(process)
         pump.join(5)

@@ -24,12 +24,18 @@ class LoadResult:
     requests: int = 0
     failures: int = 0
     seconds: float = 0.0
+    server_cpu_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
 
     @property
     def per_second(self) -> float:
         """Successful requests per second."""
         return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU time (user + system) per successful request, in microseconds."""
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else 0.0
 
     def percentile_ms(self, q: float) -> float:
         """Latency percentile `q` (0..1) in milliseconds."""
@@ -43,6 +49,7 @@ class LoadResult:
         self.requests += other.requests
         self.failures += other.failures
         self.seconds += other.seconds
+        self.server_cpu_s += other.server_cpu_s
         self.latencies_s.extend(other.latencies_s)
 
 

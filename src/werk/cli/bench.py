@@ -135,10 +135,10 @@ def historian(
 def auth(
     quick: Annotated[bool, typer.Option("--quick", help="a small smoke run")] = False,
     seconds: Annotated[
-        float | None, typer.Option("--seconds", min=0.5, help="length of each load phase [5]")
+        float | None, typer.Option("--seconds", min=0.5, help="length of each load phase [3]")
     ] = None,
     rounds: Annotated[
-        int | None, typer.Option("--rounds", min=1, help="rounds over the variants [3]")
+        int | None, typer.Option("--rounds", min=1, help="rounds over the variants [6]")
     ] = None,
     connections: Annotated[
         int | None, typer.Option("--connections", min=1, help="keep-alive connections [16]")

@@ -317,7 +317,10 @@ class Authenticator:
             org_id = session.scalar(
                 select(PrincipalRecord.org_id).where(PrincipalRecord.id == principal_id)
             )
-        if org_id is None or not actor.allows(IAM_READ, org_id=org_id):
+        visible = org_id is not None and (
+            actor.allows(IAM_READ, org_id=org_id) or actor.allows(permission, org_id=org_id)
+        )
+        if not visible:
             raise NotFound("no such principal", code="not_found", id=principal_id)
         if not actor.allows(permission, org_id=org_id):
             raise Forbidden(f"this needs the permission {permission!r}", code="forbidden")

@@ -37,6 +37,8 @@ __all__ = [
 OPERATOR_SLUG: Final = "operator"
 ADMIN_NAME: Final = "admin"
 PLANT_KEY_NAME: Final = "demo-plant"
+DEMO_EDGE: Final = "demo-edge"
+DEMO_CELL: Final = "demo-line-2-cell-3"
 DEMO_PARTNERS: Final = (("northwind", "Northwind Traders"), ("contoso", "Contoso Ltd"))
 
 SYSTEM: Final = Principal(
@@ -87,11 +89,11 @@ def demo_devices(enterprise: str = "acme") -> tuple[DemoDevice, ...]:
     """The demo plant's publishers: the Sparkplug edge gateway and the JSON devices' cell."""
     return (
         DemoDevice(
-            "demo-edge", "Edge gateway berlin-gw-1 (OPC UA and Modbus machines)",
+            DEMO_EDGE, "Edge gateway berlin-gw-1 (OPC UA and Modbus machines)",
             f"{enterprise}/berlin/machining/#", (enterprise, "berlin-gw-1"),
         ),
         DemoDevice(
-            "demo-line-2-cell-3", "Conveyor and packer of line 2, cell 3 (UNS JSON)",
+            DEMO_CELL, "Conveyor and packer of line 2, cell 3 (UNS JSON)",
             f"{enterprise}/berlin/machining/line-2/cell-3/#",
         ),
     )  # fmt: skip

@@ -75,6 +75,7 @@ class GroupsPart(DirectoryBase):
         """Remove a principal from a group; it loses the group's grants."""
         with self._session() as session:
             group = self._changeable_group(actor, session, group_id)
+            self._visible_principal(actor, session, principal_id, admin=True)
             session.execute(
                 delete(GroupMember).where(
                     GroupMember.group_id == group_id, GroupMember.principal_id == principal_id

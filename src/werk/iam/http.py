@@ -10,13 +10,13 @@ request forgery, so unsafe methods with a cookie must echo the session's CSRF to
 The audit middleware records every unsafe API request (`http.write`) and every 401/403
 (`http.denied`) without reading bodies. The client address is the socket peer: behind a
 reverse proxy run uvicorn with `--forwarded-allow-ips=<proxy address>` so the peer is the
-client the proxy saw (uvicorn then trusts that proxy's `X-Forwarded-For`).
+client the proxy saw (uvicorn then trusts that proxy's `X-Forwarded-For`, and its
+`X-Forwarded-Proto`, which makes the session cookie `Secure` behind a TLS proxy).
 """
 
 from __future__ import annotations
 
 import hmac
-import logging
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,8 +43,6 @@ __all__ = [
     "client_ip",
     "install",
 ]
-
-_LOGGER = logging.getLogger(__name__)
 
 SESSION_COOKIE: Final = "werk_session"
 CSRF_HEADER: Final = "X-CSRF-Token"

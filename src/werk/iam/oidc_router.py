@@ -15,7 +15,11 @@ from werk.iam.oidc_users import provision
 from werk.iam.router import set_session_cookie
 from werk.iam.service import Iam
 
-router = APIRouter(prefix="/auth/oidc", tags=["auth"])
+router = APIRouter(
+    prefix="/auth/oidc",
+    tags=["auth"],
+    responses={404: {"description": "single sign-on is not configured (`oidc_disabled`)"}},
+)
 
 _FOUND: Final = 303
 Text = Annotated[str, Query(min_length=1, max_length=4096)]

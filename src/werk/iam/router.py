@@ -27,33 +27,22 @@ from werk.iam.bootstrap import SYSTEM
 from werk.iam.http import SESSION_COOKIE, authenticated, client_ip
 from werk.iam.permissions import ALL, AUDIT_READ, IAM_ADMIN, IAM_READ
 from werk.iam.schemas import (
+    OAUTH_ERRORS,
     AuditPage,
     GrantRead,
     LoginRequest,
     LoginResult,
     MeRead,
     OAuthError,
-    Problem,
     SigningKeyRotated,
     TokenResponse,
+    problems,
 )
-from werk.iam.scopes import Grant, Principal
+from werk.iam.scopes import Principal
 from werk.iam.service import Iam
 from werk.iam.views import AuditVerification, CredentialView, SigningKeyView
 
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": Problem, "description": _REFUSALS[s]} for s in statuses}
-
-
-_REFUSALS: Final = {
-    401: "no valid credentials",
-    403: "not allowed (or a cookie write without its CSRF token)",
-    404: "no such object, or one outside the caller's organisation",
-    409: "clashes with an existing object",
-    429: "too many failed logins; see Retry-After",
-}
-ADMIN_PROBLEMS: Final = _problems(401, 403, 404, 409)
+ADMIN_PROBLEMS: Final = problems(401, 403, 404, 409)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Included by `werk.iam.admin_router` under /iam: credentials, signing keys, audit log.
@@ -61,11 +50,6 @@ security_router = APIRouter(responses=ADMIN_PROBLEMS)
 
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 GRANT_TYPES: Final = ("password", "client_credentials", "refresh_token")
-_OAUTH_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"model": OAuthError, "description": "invalid_request, invalid_grant, ..."},
-    401: {"model": OAuthError, "description": "invalid_client"},
-    429: {"model": OAuthError, "description": "too_many_attempts; see Retry-After"},
-}
 
 
 def iam(request: Request) -> Iam:
@@ -106,7 +90,7 @@ class OAuthFailure(Exception):
     "/token",
     response_model=TokenResponse,
     summary="OAuth2 token endpoint",
-    responses=_OAUTH_ERRORS,
+    responses=OAUTH_ERRORS,
     dependencies=[requires(PUBLIC)],
 )
 def token(
@@ -269,20 +253,9 @@ def describe(service: Iam, who: Principal, csrf: str | None = None) -> MeRead:
         id=who.id, name=who.name, kind=str(who.kind), org_id=who.org_id,
         org_kind=str(who.org_kind), auth_method=who.auth_method,
         credential_id=who.credential_id, sparkplug=who.sparkplug, principal=record, org=org,
-        grants=[_grant_read(g) for g in who.grants],
+        grants=[GrantRead.of(g) for g in who.grants],
         permissions=[p for p in ALL if who.allows(p)], csrf_token=csrf,
     )  # fmt: skip
-
-
-def _grant_read(grant: Grant) -> GrantRead:
-    scope = grant.scope
-    return GrantRead(
-        role=grant.role,
-        permissions=sorted(grant.permissions),
-        namespace=list(scope.namespace),
-        layers=None if scope.layers is None else list(scope.layers),
-        org=scope.org,
-    )
 
 
 @router.post(
@@ -290,7 +263,7 @@ def _grant_read(grant: Grant) -> GrantRead:
     response_model=LoginResult,
     summary="Log in with a password (cookie session)",
     dependencies=[requires(PUBLIC)],
-    responses=_problems(401, 429),
+    responses=problems(401, 429),
 )
 def login(body: LoginRequest, request: Request, service: IamDep) -> JSONResponse:
     """Check the password and open a session: the cookie is HttpOnly, SameSite=Lax."""
@@ -322,7 +295,7 @@ def set_session_cookie(response: Response, request: Request, value: str, expires
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Log out",
     dependencies=[authenticated()],
-    responses=_problems(401, 403),
+    responses=problems(401, 403),
 )
 def logout(request: Request, service: IamDep) -> Response:
     """End the cookie session, or revoke the bearer access token, that made this request."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from werk.iam.scopes import Grant
 from werk.iam.views import ApiKeyView, AuditEventView, OrgView, PrincipalView
 
 Name = Annotated[
@@ -169,6 +170,16 @@ class GrantRead(BaseModel):
     layers: list[str] | None
     org: Literal["own", "any"]
 
+    @classmethod
+    def of(cls, grant: Grant) -> GrantRead:
+        """The view of a principal's grant."""
+        scope = grant.scope
+        layers = None if scope.layers is None else list(scope.layers)
+        return cls(
+            role=grant.role, permissions=sorted(grant.permissions),
+            namespace=list(scope.namespace), layers=layers, org=scope.org,
+        )  # fmt: skip
+
 
 class MeRead(BaseModel):
     """Who the caller is, and what it may do.
@@ -227,3 +238,23 @@ class OAuthError(BaseModel):
 
     error: str
     error_description: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+_REFUSALS: Final = {
+    401: "no valid credentials",
+    403: "not allowed (or a cookie write without its CSRF token)",
+    404: "no such object, or one outside the caller's organisation",
+    409: "clashes with an existing object",
+    429: "too many failed logins; see Retry-After",
+}
+OAUTH_ERRORS: Final[Responses] = {
+    400: {"model": OAuthError, "description": "invalid_request, invalid_grant, ..."},
+    401: {"model": OAuthError, "description": "invalid_client"},
+    429: {"model": OAuthError, "description": "too_many_attempts; see Retry-After"},
+}
+
+
+def problems(*statuses: int) -> Responses:
+    """OpenAPI `responses` documenting these problem+json refusals."""
+    return {s: {"model": Problem, "description": _REFUSALS[s]} for s in statuses}

@@ -172,9 +172,11 @@ class EmbeddedBroker:
 
         s = self._settings
         check_public_ports(s)
+        public = {s.mqtt_port, s.mqtt5_port, s.http_port}
+        first = _internal_port(s.mqtt_internal_port, "mqtt_internal_port", public)
         ports = (
-            _internal_port(s.mqtt_internal_port, "mqtt_internal_port"),
-            _internal_port(s.mqtt5_internal_port, "mqtt5_internal_port"),
+            first,
+            _internal_port(s.mqtt5_internal_port, "mqtt5_internal_port", {*public, first}),
         )
         password = secrets.token_urlsafe(32)
         config = Path(s.data_dir) / "rumqttd.toml"
@@ -218,8 +220,11 @@ def check_public_ports(settings: Settings) -> None:
             raise port_taken(settings.mqtt_host, port)
 
 
-def _internal_port(configured: int, setting: str) -> int:
-    """The configured internal port (checked free), or a free loopback port."""
+def _internal_port(configured: int, setting: str, avoid: set[int]) -> int:
+    """The configured internal port (checked free), or a free loopback port not in `avoid`.
+
+    The public ports may be free but about to be bound by the gateway: never take them.
+    """
     if configured:
         if port_in_use(INTERNAL_HOST, configured):
             raise BrokerUnavailable(
@@ -228,9 +233,12 @@ def _internal_port(configured: int, setting: str) -> int:
                 port=configured,
             )
         return configured
-    with socket.socket() as sock:
-        sock.bind((INTERNAL_HOST, 0))
-        return int(sock.getsockname()[1])
+    while True:
+        with socket.socket() as sock:
+            sock.bind((INTERNAL_HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def _write_private(path: Path, text: str) -> None:

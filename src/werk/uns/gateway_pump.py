@@ -8,10 +8,20 @@ it, or replace it. Only the head of a PUBLISH and small control packets are buff
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
+from werk.uns.gateway_subscribe import (
+    SubAck,
+    build_suback,
+    build_subscribe,
+    parse_suback,
+    parse_subscribe,
+    split_shared,
+    valid_subscription,
+)
 from werk.uns.gateway_types import EventKind, MqttGrant
 from werk.uns.mqtt_packets import (
     DISCONNECT,
@@ -28,19 +38,12 @@ from werk.uns.mqtt_packets import (
     V5_FILTER_INVALID,
     V5_NOT_AUTHORIZED,
     MalformedPacket,
-    SubAck,
     build_ack,
-    build_suback,
-    build_subscribe,
     decode_text,
     frame_head,
     malformed,
     packet_id_of,
-    parse_suback,
-    parse_subscribe,
     publish_head,
-    split_shared,
-    valid_subscription,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -61,7 +64,7 @@ class PacketTooLarge(MalformedPacket):
     default_code = "mqtt_packet_too_large"
 
 
-class Pump:
+class Pump(ABC):
     """One direction of a connection: feed it received bytes, it writes what goes on."""
 
     __slots__ = ("_forwarding", "_held", "_limit", "_need", "_remaining", "_write", "want")
@@ -80,13 +83,13 @@ class Pump:
         """Whether everything written so far ends at a packet boundary."""
         return not self._remaining or not self._forwarding
 
+    @abstractmethod
     def inspect(self, first: int, data: bytes, start: int, avail: int, length: int) -> Verdict:
         """Decide about the packet whose body starts at `start` (bytes up to `avail` here).
 
         Return None when more bytes are needed: the whole body, or `want` bytes of it
         when `inspect` set that.
         """
-        raise NotImplementedError
 
     def feed(self, data: bytes) -> None:
         """Take received bytes; raise `MalformedPacket` when they break the protocol."""
@@ -101,6 +104,8 @@ class Pump:
         while pos < end:
             if pos + 1 < end and data[pos + 1] < 0x80:  # most packets: one length byte
                 start, length = pos + 2, data[pos + 1]
+            elif pos + 2 < end and data[pos + 2] < 0x80 and self._limit > 0x3FFF:  # two
+                start, length = pos + 3, (data[pos + 1] & 0x7F) | (data[pos + 2] << 7)
             else:
                 head = self._head(data, pos, end)
                 if head is None:

@@ -9,60 +9,35 @@ from dataclasses import replace
 from enum import Enum
 from typing import Final, cast
 
-from werk.core.errors import TooManyAttempts
+from werk.uns.gateway_auth import authenticate, early_refusal, refusal_code, will_allowed
 from werk.uns.gateway_events import DenialLimiter
 from werk.uns.gateway_hub import Hub
-from werk.uns.gateway_pump import BrokerPump, ClientPump, PacketTooLarge, may_publish
-from werk.uns.gateway_types import EventKind, GatewayEvent, MqttGrant, OpenGrant
+from werk.uns.gateway_pump import BrokerPump, ClientPump, PacketTooLarge
+from werk.uns.gateway_types import EventKind, GatewayEvent, MqttGrant
 from werk.uns.mqtt_packets import (
     MQTT5,
     MQTT311,
-    PROP_AUTH_METHOD,
     PROP_TOPIC_ALIAS_MAXIMUM,
-    V3_BAD_CREDENTIALS,
-    V3_NOT_AUTHORIZED,
-    V3_SERVER_UNAVAILABLE,
-    V3_UNACCEPTABLE_PROTOCOL,
     V5_ADMINISTRATIVE_ACTION,
-    V5_BAD_AUTH_METHOD,
-    V5_BAD_CREDENTIALS,
     V5_MALFORMED,
-    V5_NOT_AUTHORIZED,
-    V5_RATE_EXCEEDED,
-    V5_SERVER_UNAVAILABLE,
     Connect,
     MalformedPacket,
     build_connack,
     build_connect,
     build_disconnect,
-    decode_text,
     frame_head,
-    iter_properties,
     malformed,
     parse_connack,
     parse_connect,
     property_u16,
-    read_varint,
 )
 
 _LOGGER = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S: Final = 10.0
-AUTH_TIMEOUT_S: Final = 10.0
 UPSTREAM_TIMEOUT_S: Final = 5.0
 _ABORT_AFTER_S: Final = 1.0
 _V5_TOO_LARGE: Final = 0x95
-_V5_UNSUPPORTED_VERSION: Final = 0x84
-
-# Refusal -> (MQTT 3.1.1 return code, MQTT 5 reason code)
-REFUSALS: Final = {
-    "bad_credentials": (V3_BAD_CREDENTIALS, V5_BAD_CREDENTIALS),
-    "not_authorized": (V3_NOT_AUTHORIZED, V5_NOT_AUTHORIZED),
-    "unavailable": (V3_SERVER_UNAVAILABLE, V5_SERVER_UNAVAILABLE),
-    "rate_exceeded": (V3_NOT_AUTHORIZED, V5_RATE_EXCEEDED),
-    "bad_auth_method": (V3_NOT_AUTHORIZED, V5_BAD_AUTH_METHOD),
-    "unsupported_version": (V3_UNACCEPTABLE_PROTOCOL, _V5_UNSUPPORTED_VERSION),
-}
 
 
 class _State(Enum):
@@ -177,11 +152,18 @@ class ClientSession(asyncio.Protocol):
         self._hub.spawn(self._establish(self.connect))
 
     async def _establish(self, connect: Connect) -> None:
-        refusal = _early_refusal(connect)
+        try:
+            await self._let_in(connect)
+        except Exception:
+            _LOGGER.exception("MQTT gateway: handshake of %s failed", self.peer)
+            self._refuse("unavailable", "gateway error")
+
+    async def _let_in(self, connect: Connect) -> None:
+        refusal = early_refusal(connect)
         if refusal is not None:
             self._refuse(refusal, refusal)
             return
-        grant = await self._authenticate(connect)
+        grant = await authenticate(self._hub, connect, self.peer)
         if self._state is _State.CLOSED:
             return
         if isinstance(grant, str):
@@ -189,34 +171,10 @@ class ClientSession(asyncio.Protocol):
             return
         self.grant = grant
         self._hub.granted(self, grant.principal_id)
-        if connect.will is not None and not _will_allowed(grant, connect.will.topic):
+        if connect.will is not None and not will_allowed(grant, connect.will.topic):
             self._refuse("not_authorized", f"will topic {connect.will.topic!r} denied")
             return
         await self._open_upstream(connect, grant)
-
-    async def _authenticate(self, c: Connect) -> MqttGrant | str:
-        """The grant for the CONNECT's credentials, or the refusal."""
-        if c.username is None and c.password is None:
-            return OpenGrant() if self._hub.allow_anonymous else "not_authorized"
-        try:
-            password = decode_text(c.password or b"")
-        except MalformedPacket:
-            return "bad_credentials"
-        if c.username is None:
-            return "bad_credentials"
-        call = self._hub.authority.connect
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(
-            self._hub.executor, call, c.username, password, c.client_id, self.peer
-        )
-        try:
-            grant = await asyncio.wait_for(job, AUTH_TIMEOUT_S)
-        except TooManyAttempts:
-            return "rate_exceeded"
-        except Exception:
-            _LOGGER.exception("MQTT authority failed for %r from %s", c.username, self.peer)
-            return "unavailable"
-        return "bad_credentials" if grant is None else grant
 
     async def _open_upstream(self, connect: Connect, grant: MqttGrant) -> None:
         address = self._hub.upstream(connect.level)
@@ -246,8 +204,7 @@ class ClientSession(asyncio.Protocol):
     def _refuse(self, refusal: str, detail: str) -> None:
         if self._state is _State.CLOSED or self._client is None:
             return
-        v3, v5 = REFUSALS[refusal]
-        self._client.write(build_connack(self.level, v5 if self.level == MQTT5 else v3))
+        self._client.write(build_connack(self.level, refusal_code(refusal, self.level)))
         self._hub.refused += 1
         self._report("connect_refused", detail, 1)
         self._close()
@@ -428,19 +385,3 @@ class _Upstream(asyncio.Protocol):
     def resume_writing(self) -> None:
         """The broker caught up."""
         self._session.pause_client(False)
-
-
-def _early_refusal(c: Connect) -> str | None:
-    """A refusal that needs no authority: protocol 3.1, enhanced authentication."""
-    if c.level not in (MQTT311, MQTT5):
-        return "unsupported_version"
-    got = read_varint(c.properties, 0, len(c.properties)) if c.properties else None
-    if got is not None:
-        for ident, _start, _end in iter_properties(c.properties, got[1], len(c.properties)):
-            if ident == PROP_AUTH_METHOD:
-                return "bad_auth_method"
-    return None
-
-
-def _will_allowed(grant: MqttGrant, topic: str) -> bool:
-    return bool(topic) and "+" not in topic and "#" not in topic and may_publish(grant, topic)

@@ -114,7 +114,7 @@ def frame(first: int, body: bytes) -> bytes:
     return bytes((first,)) + encode_varint(len(body)) + body
 
 
-class _Cursor:
+class Cursor:
     """Reads the fields of one packet body, checking every length against its end."""
 
     __slots__ = ("data", "end", "pos")
@@ -183,7 +183,7 @@ def encode_text(value: str | bytes) -> bytes:
 
 def iter_properties(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int]]:
     """Walk a property block body: (identifier, value start, value end) per property."""
-    cursor = _Cursor(data, pos, end)
+    cursor = Cursor(data, pos, end)
     while not cursor.done():
         ident = cursor.varint()
         kind = _PROPERTY_KINDS.get(ident)
@@ -211,38 +211,6 @@ def property_u16(block: bytes, ident: int) -> int | None:
         if found == ident:
             return int.from_bytes(block[start : start + 2], "big")
     return None
-
-
-# --- topics -------------------------------------------------------------------------------
-
-
-def valid_filter(topic_filter: str) -> bool:
-    """Whether `topic_filter` is a valid MQTT topic filter (wildcards where allowed)."""
-    if not topic_filter:
-        return False
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return False
-        if "+" in level and level != "+":
-            return False
-    return True
-
-
-def split_shared(topic_filter: str) -> tuple[str | None, str]:
-    """(share group, filter) of a ``$share/group/filter`` subscription; group None otherwise."""
-    if not topic_filter.startswith("$share/"):
-        return None, topic_filter
-    _, group, rest = [*topic_filter.split("/", 2), "", ""][:3]
-    return group, rest
-
-
-def valid_subscription(topic_filter: str) -> bool:
-    """Whether a SUBSCRIBE may carry `topic_filter` (shared subscriptions included)."""
-    group, inner = split_shared(topic_filter)
-    if group is not None and (not group or "+" in group or "#" in group):
-        return False
-    return valid_filter(inner)
 
 
 # --- CONNECT / CONNACK ----------------------------------------------------------------------
@@ -275,7 +243,7 @@ class Connect:
 
 def parse_connect(body: bytes) -> Connect:
     """Parse a CONNECT body (MQTT 3.1.1 or 5)."""
-    cursor = _Cursor(body)
+    cursor = Cursor(body)
     name, level = cursor.binary(), cursor.byte()
     if (name, level) not in ((b"MQTT", MQTT311), (b"MQTT", MQTT5), (b"MQIsdp", 3)):
         raise malformed("unknown protocol name or level")
@@ -337,7 +305,7 @@ def build_connack(level: int, code: int, *, session_present: bool = False) -> by
 
 def parse_connack(body: bytes, level: int) -> tuple[int, bytes]:
     """(return or reason code, raw property block) of a CONNACK body."""
-    cursor = _Cursor(body)
+    cursor = Cursor(body)
     cursor.byte()
     code = cursor.byte()
     properties = cursor.properties() if level == MQTT5 and not cursor.done() else b""
@@ -437,69 +405,6 @@ def build_ack(kind: int, packet_id: int, level: int, reason: int = 0) -> bytes:
 def build_disconnect(level: int, reason: int = 0) -> bytes:
     """A DISCONNECT (with a reason code on MQTT 5)."""
     return frame(DISCONNECT << 4, bytes((reason,)) if level == MQTT5 and reason else b"")
-
-
-# --- SUBSCRIBE / SUBACK ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """A parsed SUBSCRIBE: (filter, options byte) pairs in packet order."""
-
-    packet_id: int
-    subscriptions: tuple[tuple[str, int], ...]
-    properties: bytes = b""
-
-
-def parse_subscribe(first: int, body: bytes, level: int) -> Subscribe:
-    """Parse a SUBSCRIBE body."""
-    if first & 0x0F != 0x02:
-        raise malformed("SUBSCRIBE with wrong fixed header flags")
-    cursor = _Cursor(body)
-    packet_id = cursor.u16()
-    properties = cursor.properties() if level == MQTT5 else b""
-    entries: list[tuple[str, int]] = []
-    while not cursor.done():
-        topic_filter, options = cursor.text(), cursor.byte()
-        reserved = 0xC0 if level == MQTT5 else 0xFC
-        if options & reserved or options & 3 == 3 or (options >> 4) & 3 == 3:
-            raise malformed("bad subscription options")
-        entries.append((topic_filter, options))
-    if not packet_id or not entries:
-        raise malformed("SUBSCRIBE without packet id or filters")
-    return Subscribe(packet_id, tuple(entries), properties)
-
-
-def build_subscribe(s: Subscribe, level: int) -> bytes:
-    """A whole SUBSCRIBE packet for `s`."""
-    parts = [s.packet_id.to_bytes(2, "big")]
-    if level == MQTT5:
-        parts.append(s.properties or b"\x00")
-    parts += [encode_text(f) + bytes((o,)) for f, o in s.subscriptions]
-    return frame((SUBSCRIBE << 4) | 0x02, b"".join(parts))
-
-
-@dataclass(frozen=True, slots=True)
-class SubAck:
-    """A SUBACK: one return or reason code per filter."""
-
-    packet_id: int
-    codes: bytes
-    properties: bytes = b""
-
-
-def parse_suback(body: bytes, level: int) -> SubAck:
-    """Parse a SUBACK body."""
-    cursor = _Cursor(body)
-    packet_id = cursor.u16()
-    properties = cursor.properties() if level == MQTT5 else b""
-    return SubAck(packet_id, cursor.take(cursor.end - cursor.pos), properties)
-
-
-def build_suback(s: SubAck, level: int) -> bytes:
-    """A whole SUBACK packet for `s`."""
-    props = (s.properties or b"\x00") if level == MQTT5 else b""
-    return frame(SUBACK << 4, s.packet_id.to_bytes(2, "big") + props + s.codes)
 
 
 def packet_id_of(body: bytes) -> int:

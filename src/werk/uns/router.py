@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from werk.core.access import check_path, requires, visible
@@ -63,6 +63,8 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
 SessionDep = Annotated[Session, Depends(_session)]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
+MAX_ID: Final = 2**63 - 1  # the largest id SQLite and PostgreSQL store
+RecordId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get(
@@ -169,7 +171,7 @@ def quarantine_list(
     session: SessionDep,
     settings: SettingsDep,
     reason: Annotated[str | None, Query(max_length=64)] = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> QuarantinePage:
     """Rejected messages the caller may see with their reason, newest first."""
@@ -192,7 +194,7 @@ def quarantine_list(
     dependencies=[requires(QUARANTINE_READ)],
 )
 def quarantine_one(
-    request: Request, record_id: int, session: SessionDep, settings: SettingsDep
+    request: Request, record_id: RecordId, session: SessionDep, settings: SettingsDep
 ) -> QuarantineRead:
     """One rejected message."""
     record = quarantine.get_record(session=session, record_id=record_id)
@@ -208,7 +210,7 @@ def quarantine_one(
     dependencies=[requires(QUARANTINE_READ)],
 )
 def quarantine_payload(
-    request: Request, record_id: int, session: SessionDep, settings: SettingsDep
+    request: Request, record_id: RecordId, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """The payload exactly as it arrived."""
     record = quarantine.get_record(session=session, record_id=record_id)

@@ -23,7 +23,7 @@ from werk.web.context import WebContext
 from werk.web.formatting import count_of
 from werk.web.layout import HISTORY_ANY, empty_state, frame, section_title
 from werk.web.lineage_chart import LayerChart
-from werk.web.lineage_kpis import KpiSection
+from werk.web.lineage_kpis import KpiSection, kpis_in_scope
 from werk.web.lineage_panel import LayerCheck, LineagePanel, MessageStep, RollupStep, Step
 from werk.web.lineage_tables import (
     PROCESSED_COLUMNS,
@@ -122,7 +122,10 @@ class LayersView:
                 if self._layer is None:
                     _pick_a_tag()
                 self._panel = LineagePanel(lambda: context.store, check)
-                self._kpis = KpiSection(lambda: context.store, check, self._panel, choice.window)
+                self._kpis = KpiSection(
+                    lambda: context.store, check, self._panel, choice.window,
+                    lambda names: kpis_in_scope(context.store, seat.principal, names),
+                )  # fmt: skip
 
     async def refresh(self) -> None:
         """Reload the shown layer and the KPIs."""

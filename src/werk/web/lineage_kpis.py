@@ -3,20 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Final
 
+import orjson
 from nicegui import events, run, ui
 
+from werk.core.clock import from_datetime
 from werk.core.errors import WerkError
 from werk.historian.business import kpi_read
 from werk.historian.business_schemas import KpiRead
-from werk.historian.layers import Layer
+from werk.historian.layers import Layer, Table
 from werk.historian.store import HistorianStore
+from werk.iam.permissions import HISTORY_READ_BUSINESS
+from werk.iam.scopes import Principal
+from werk.web.auth import everywhere
 from werk.web.formatting import count_of
 from werk.web.lineage_panel import KpiStep, LayerCheck, LineagePanel
 from werk.web.lineage_tables import KPI_COLUMNS, data_table, kpi_rows
 
 KPI_VALUES_SHOWN: Final = 1_000
+_EVERY_NS: Final = (0, from_datetime(datetime(2200, 1, 1, tzinfo=UTC)))
+KpiScope = Callable[[list[str]], list[str]]
+
+
+def kpis_in_scope(store: HistorianStore, principal: Principal, names: list[str]) -> list[str]:
+    """The KPIs whose stored inputs all lie in the viewer's scope of the business layer.
+
+    A KPI without inputs belongs to no subtree: only a viewer of the whole namespace sees it.
+    """
+    if everywhere(principal, HISTORY_READ_BUSINESS):
+        return names
+    inputs: dict[str, set[str]] = {}
+    for chunk in store.scan(Table.KPIS, *_EVERY_NS, names=names):
+        columns = (chunk.column("name").to_pylist(), chunk.column("lineage").to_pylist())
+        for name, lineage in zip(*columns, strict=True):
+            refs = orjson.loads(lineage) if lineage else []
+            inputs.setdefault(name, set()).update(ref["tag"] for ref in refs)
+    allows = principal.allows
+    return [
+        name
+        for name in names
+        if inputs.get(name) and all(allows(HISTORY_READ_BUSINESS, path=t) for t in inputs[name])
+    ]
 
 
 class KpiSection:
@@ -28,9 +57,11 @@ class KpiSection:
         check: LayerCheck,
         panel: LineagePanel,
         window: Callable[[], tuple[int, int]],
+        scope: KpiScope,
     ) -> None:
         self._store = store
         self._check = check
+        self._scope = scope
         self._panel = panel
         self._window = window
         self._name: str | None = None
@@ -63,7 +94,7 @@ class KpiSection:
 
     def _load_names(self) -> list[str]:
         self._check(Layer.BUSINESS)
-        return self._store().kpi_names()
+        return self._scope(self._store().kpi_names())
 
     def _load_values(self) -> list[KpiRead]:
         assert self._name is not None

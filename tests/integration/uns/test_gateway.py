@@ -11,6 +11,8 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from tests.conftest import make_settings, wait_until
 from tests.integration.uns.test_gateway_support import FixedAuthority, Peer, RawClient, Rules
 
@@ -128,6 +130,11 @@ def test_refusals_carry_the_codes_of_each_protocol_version(start: Start) -> None
     assert connack(gw, MQTT5, None, None).hex() == "2003008700"
     assert connack(gw, 3, "device", b"dev-secret").hex() == "20020001"  # MQTT 3.1
     assert connack(gw, MQTT311, "device", b"dev-secret").hex() == "20020000"
+    enhanced = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    enhanced.AuthenticationMethod = "SCRAM-SHA-1"
+    connect = Connect(MQTT5, True, 30, "raw", bytes(enhanced.pack()), None, "device", b"x")  # type: ignore[no-untyped-call]
+    with RawClient(gw.port(True), connect) as raw:
+        assert raw.packet().hex() == "2003008c00"  # bad authentication method
 
 
 @VERSIONS

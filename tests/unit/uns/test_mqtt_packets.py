@@ -12,6 +12,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from werk.uns.gateway_pump import BrokerPump, ClientPump, PacketTooLarge
+from werk.uns.gateway_subscribe import (
+    SubAck,
+    Subscribe,
+    build_suback,
+    build_subscribe,
+    parse_suback,
+    parse_subscribe,
+    split_shared,
+    valid_subscription,
+)
 from werk.uns.mqtt_packets import (
     MQTT5,
     MQTT311,
@@ -22,28 +32,20 @@ from werk.uns.mqtt_packets import (
     PUBREL,
     Connect,
     MalformedPacket,
-    SubAck,
-    Subscribe,
     Will,
     build_ack,
     build_connack,
     build_connect,
     build_disconnect,
     build_publish,
-    build_suback,
-    build_subscribe,
     encode_varint,
     frame_head,
     iter_properties,
     parse_connack,
     parse_connect,
-    parse_suback,
-    parse_subscribe,
     property_u16,
     publish_head,
     read_varint,
-    split_shared,
-    valid_subscription,
 )
 
 levels = st.sampled_from([MQTT311, MQTT5])
@@ -290,7 +292,7 @@ class Pipe:
     to_client: list[bytes]
 
 
-def make_pipe(level: int, limit: int = 10_000) -> Pipe:
+def make_pipe(level: int, limit: int = 100_000) -> Pipe:
     upstream: list[bytes] = []
     to_client: list[bytes] = []
     broker = BrokerPump(to_client.append, limit, level)
