@@ -25,7 +25,7 @@ from tests.postgres_server import PostgresServer, postgres_binaries
 from werk.api import create_app
 from werk.core.db import create_db_engine, upgrade_schema
 from werk.core.settings import Settings
-from werk.iam.bootstrap import ensure_admin
+from werk.iam.bootstrap import admin_api_key, ensure_admin
 from werk.iam.service import Iam
 from werk.runtime import Runtime
 
@@ -100,12 +100,7 @@ def provision_admin_key(settings: Settings) -> str:
         upgrade_schema(engine)
         iam = Iam(sessionmaker(engine, expire_on_commit=False), settings)
         ensure_admin(iam)
-        admin_id = iam.directory.find_by_name("admin")
-        assert admin_id is not None
-        admin = iam.directory.load_principal(admin_id)
-        assert admin is not None
-        _, key = iam.directory.create_api_key(admin, principal_id=admin_id, name="tests")
-        return key
+        return admin_api_key(iam, "tests")
     finally:
         engine.dispose()
 

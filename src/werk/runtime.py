@@ -210,6 +210,8 @@ class Runtime:
         if self.sparkplug is not None:
             self._start_sparkplug_host(self.sparkplug, self.pipeline, self.address)
         self.publisher = Publisher(self.address, role="api")
+        if self.security is not None:
+            self.publisher.listeners.append(self.security.guard.expect)
         self.publisher.start()
         self._stack.append(self.publisher.stop)
 

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from werk.core.settings import Settings
 from werk.iam.bootstrap import DemoCredential, FirstRun, ensure_admin, seed_demo
 from werk.iam.mosquitto import LoadPrincipal, MosquittoFiles, MosquittoSync
-from werk.iam.mqtt import IamMqttAuthority, PublishGuard
+from werk.iam.mqtt import IamMqttAuthority, NodePath, PublishGuard
 from werk.iam.service import Iam
+from werk.sparkplug.mapping import UnsMapper
 from werk.uns.broker import EmbeddedBroker
 from werk.uns.gateway import GatewayEvent, MqttGateway
 
@@ -51,14 +52,16 @@ def start_iam(
     iam = Iam(sessions, settings)
     first_run = ensure_admin(iam)
     credentials = seed_demo(iam, enterprise) if demo else []
-    guard = PublishGuard.from_settings(iam.directory.enabled_principals, settings)
+    guard = PublishGuard.from_settings(
+        iam.directory.enabled_principals, settings, node_path(settings)
+    )
     iam.on_change(guard.on_change)
     return Security(iam, guard, first_run, credentials)
 
 
 def start_gateway(security: Security, settings: Settings, broker: EmbeddedBroker) -> MqttGateway:
     """Serve the public MQTT ports through the gateway; revocations drop live sessions."""
-    authority = IamMqttAuthority(security.iam.authn, settings)
+    authority = IamMqttAuthority(security.iam.authn, settings, node_path=node_path(settings))
     gateway = MqttGateway(
         settings,
         authority,
@@ -77,11 +80,18 @@ def start_mosquitto(security: Security, settings: Settings) -> MosquittoSync | N
     if settings.mosquitto_password_file is None and settings.mosquitto_acl_file is None:
         return None
     iam = security.iam
-    sync = MosquittoSync(MosquittoFiles(settings), iam.sessions, _loader(iam))
+    files = MosquittoFiles(settings, node_path=node_path(settings))
+    sync = MosquittoSync(files, iam.sessions, _loader(iam))
     sync.start()
     iam.on_change(sync.on_change)
     security.mosquitto = sync
     return sync
+
+
+def node_path(settings: Settings) -> NodePath:
+    """Where the Sparkplug routes put an edge node's own metrics."""
+    mapper = UnsMapper(settings.sparkplug_routes)
+    return lambda group, edge_node: mapper.node(group, edge_node, None).path
 
 
 def _loader(iam: Iam) -> LoadPrincipal:

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import sessionmaker
 
-from werk.bench.auth_http import HttpOptions, Variant, measure_http
+from werk.bench.auth_asgi import measure_asgi
+from werk.bench.auth_http import VARIANTS, HttpOptions, Variant, measure_http
 from werk.bench.auth_load import LoadResult
 from werk.bench.machine import MachineInfo, machine_info
 from werk.core.db import create_db_engine, upgrade_schema
@@ -37,12 +38,15 @@ class AuthBenchConfig:
     """Sizes of one run."""
 
     verifications: int = 20_000
+    asgi_requests: int = 5_000
     seconds: float = 3.0
     rounds: int = 6
     connections: int = 16
 
 
-AUTH_QUICK: Final = AuthBenchConfig(verifications=500, seconds=1.0, rounds=1, connections=8)
+AUTH_QUICK: Final = AuthBenchConfig(
+    verifications=500, asgi_requests=300, seconds=1.0, rounds=1, connections=8
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,7 @@ class AuthReport:
     machine: MachineInfo
     config: AuthBenchConfig
     verification_us: dict[str, float] = field(default_factory=dict)
+    asgi_us: dict[str, float] = field(default_factory=dict)
     http: list[HttpFigure] = field(default_factory=list)
     load_average: tuple[float, float] = (0.0, 0.0)
 
@@ -76,6 +81,7 @@ class AuthReport:
             "machine": self.machine.describe(),
             "config": {k: getattr(self.config, k) for k in AuthBenchConfig.__slots__},
             "verification_us": self.verification_us,
+            "asgi_us": self.asgi_us,
             "http": [{k: getattr(h, k) for k in HttpFigure.__slots__} for h in self.http],
             "load_average": {"start": self.load_average[0], "end": self.load_average[1]},
         }
@@ -87,6 +93,9 @@ def run_auth_bench(config: AuthBenchConfig, console: Console) -> AuthReport:
     started_load = os.getloadavg()[0]
     console.print(f"[dim]verifying credentials {config.verifications:,} times each[/dim]")
     report.verification_us = measure_tokens(config.verifications)
+    with console.status(f"{config.asgi_requests:,} requests per variant through the app"):
+        variants = [(v.name, v.path, v.credential) for v in VARIANTS]
+        report.asgi_us = measure_asgi(config.asgi_requests, variants)
     options = HttpOptions(config.seconds, config.rounds, config.connections)
     with console.status("driving the API") as status:
         results = measure_http(options, lambda text: status.update(f"driving the API: {text}"))
@@ -156,9 +165,20 @@ def render_auth(report: AuthReport, console: Console) -> None:
         if key in report.verification_us:
             verify.add_row(label, f"{report.verification_us[key]:,.1f}")
     console.print(verify)
+    console.print(_asgi_table(report))
     console.print(_http_table(report))
     for line in _overhead_lines(report.http):
         console.print(line, highlight=False)
+
+
+def _asgi_table(report: AuthReport) -> Table:
+    title = (f"One request through the app in process (ASGI, no sockets), "
+             f"{report.config.asgi_requests:,} per variant, interleaved")  # fmt: skip
+    table = Table("variant", "µs per request (median)", "vs public", title=title)
+    public = next(iter(report.asgi_us.values()), 0.0)
+    for name, us in report.asgi_us.items():
+        table.add_row(name, f"{us:,.0f}", f"{us - public:+,.0f} µs")
+    return table
 
 
 def _http_table(report: AuthReport) -> Table:

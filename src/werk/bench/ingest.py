@@ -108,6 +108,7 @@ class _Bench:
             historian_path=None,
         )  # fmt: skip
         self._monitor = ResourceMonitor()
+        self._api_key = ""
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=console,
@@ -128,11 +129,14 @@ class _Bench:
     def _phases(self, address: BrokerAddress) -> IngestReport:
         ceiling = self._ceiling(address)
         from werk.bench.server import ApiServer  # FastAPI and the runtime: not for the publisher
+        from werk.iam.bootstrap import admin_api_key
         from werk.runtime import Runtime
 
-        runtime = Runtime(self._settings.model_copy(update={"broker_url": address.url}))
+        runtime = Runtime(self._settings.model_copy(update={"broker_url": address.login_url()}))
         server = ApiServer(runtime, _LOCAL, self._settings.http_port)
         server.start(_START_TIMEOUT_S)
+        assert runtime.iam is not None
+        self._api_key = admin_api_key(runtime.iam, "bench")
         try:
             return self._ingest_phases(runtime, server.base_url, ceiling)
         finally:
@@ -225,7 +229,9 @@ class _Bench:
             "paced", rate=rate, seconds=cfg.latency_seconds, probe_hz=cfg.probe_hz,
             offset=_PACED_OFFSET,
         )  # fmt: skip
-        watcher = ProbeWatcher(base_url, workload.PROBE_TAG_PATH, cfg.poll_interval_s)
+        watcher = ProbeWatcher(
+            base_url, workload.PROBE_TAG_PATH, cfg.poll_interval_s, api_key=self._api_key
+        )
         meter = AcceptedMeter()
         pipeline.listeners.append(meter)
         watcher.start()

@@ -109,8 +109,9 @@ class Observation:
 class ProbeWatcher:
     """Poll one tag through the REST API and note every change of its value."""
 
-    def __init__(self, base_url: str, tag_path: str, interval_s: float) -> None:
+    def __init__(self, base_url: str, tag_path: str, interval_s: float, *, api_key: str) -> None:
         self._base_url = base_url
+        self._headers = {"Authorization": f"Bearer {api_key}"}
         self._url = f"/api/v1/tags/{tag_path}"
         self._interval_s = interval_s
         self._stop = threading.Event()
@@ -134,7 +135,9 @@ class ProbeWatcher:
         return bool(self.observations) and self.observations[-1].value_us >= value_us
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self._base_url, timeout=_API_TIMEOUT_S) as http:
+        with httpx.Client(
+            base_url=self._base_url, headers=self._headers, timeout=_API_TIMEOUT_S
+        ) as http:
             while not self._stop.wait(self._interval_s):
                 self._poll(http)
 

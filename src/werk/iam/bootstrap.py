@@ -13,7 +13,7 @@ from typing import Final, Literal
 from sqlalchemy import select, update
 
 from werk.core.db import session_scope
-from werk.core.errors import Conflict, ValidationFailed
+from werk.core.errors import Conflict, NotFound, ValidationFailed
 from werk.iam.directory_rules import generate_password
 from werk.iam.models import ApiKeyRecord, OrgRecord, PrincipalRecord, RoleRecord, new_id, utc_now
 from werk.iam.permissions import BUILTIN_ROLES
@@ -228,3 +228,13 @@ def _bind(
         SYSTEM, role_id=role_id, principal_id=principal_id, namespace=namespace,
         org_scope=org_scope,
     )  # fmt: skip
+
+
+def admin_api_key(iam: Iam, name: str) -> str:
+    """A new API key of the administrator `admin` (for werk's own tools: benchmarks, tests)."""
+    admin_id = iam.directory.find_by_name(ADMIN_NAME)
+    admin = None if admin_id is None else iam.directory.load_principal(admin_id)
+    if admin is None:
+        raise NotFound("there is no enabled administrator 'admin'", code="no_admin")
+    _view, key = iam.directory.create_api_key(SYSTEM, principal_id=admin.id, name=name)
+    return key

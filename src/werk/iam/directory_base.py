@@ -115,18 +115,22 @@ class DirectoryBase:
         """Refuse changing a principal that holds access the actor could not grant."""
         if principal_id == actor.id:
             return
+        target = session.get(PrincipalRecord, principal_id)
+        org_id = None if target is None else target.org_id
         for grant in self._grants(session, principal_id):
-            if not self._may_grant(actor, grant.permissions, grant.scope):
+            if not self._may_grant(actor, grant.permissions, grant.scope, org_id):
                 raise Forbidden(
                     "this principal holds access you do not hold yourself",
                     code="privilege_escalation",
                 )
 
     @staticmethod
-    def _may_grant(actor: Principal, permissions: frozenset[str], scope: Scope) -> bool:
+    def _may_grant(
+        actor: Principal, permissions: frozenset[str], scope: Scope, org_id: str | None = None
+    ) -> bool:
         if scope.org == "any" and not actor.org_wide(IAM_ADMIN):
             return False
-        return grantable(actor, sorted(permissions), scope)
+        return grantable(actor, sorted(permissions), scope, org_id)
 
     # -- loading ------------------------------------------------------------------------
 

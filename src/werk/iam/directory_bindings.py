@@ -70,7 +70,7 @@ class BindingsPart(DirectoryBase):
         with self._session() as session:
             org, affected = self._target(actor, session, principal_id, group_id)
             role = self._role_for(actor, session, role_id, org)
-            check_grantable(actor, sorted(role.permissions), scope)
+            check_grantable(actor, sorted(role.permissions), scope, org.id)
             if scope.org == "any" and org.kind != "operator":
                 raise ValidationFailed(
                     "only principals of the operator reach every organisation", code="bad_scope"
@@ -90,7 +90,7 @@ class BindingsPart(DirectoryBase):
             )
             role = self._get(session, RoleRecord, binding.role_id)
             grant = grant_of(binding, role)
-            check_grantable(actor, sorted(grant.permissions), grant.scope)
+            check_grantable(actor, sorted(grant.permissions), grant.scope, org.id)
             view = BindingView.of(binding, role.name, org.id)
             session.delete(binding)
         self._record(actor, "iam.binding.delete", role.name, org.id, **_detail(view))

@@ -108,7 +108,7 @@ class GroupsPart(DirectoryBase):
         ).all()
         for binding, role in rows:
             grant = grant_of(binding, role)
-            if not self._may_grant(actor, grant.permissions, grant.scope):
+            if not self._may_grant(actor, grant.permissions, grant.scope, group.org_id):
                 raise Forbidden(
                     "this group grants access you do not hold yourself",
                     code="privilege_escalation",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -185,24 +186,16 @@ class PrincipalsPart(DirectoryBase):
                 raise ValidationFailed("only users have passwords", code="not_a_user")
             record.password_hash = hash_password(check_password(password, record.name))
             record.failed_logins, record.locked_until = 0, None
-            record.updated_at = utc_now()
+            _end_sessions(session, record, utc_now())  # whoever knew the old one is out
             name, org_id = record.name, record.org_id
         self._record(actor, "iam.user.password", name, org_id, principal_id=principal_id)
         self._notify([principal_id])
 
     def revoke_all(self, actor: Principal, principal_id: str) -> None:
         """End every token, refresh family and web session of the principal now."""
-        now = utc_now()
         with self._session() as session:
             record = self._changeable(actor, session, principal_id)
-            record.tokens_valid_after = now
-            record.updated_at = now
-            for model in (RefreshTokenRecord, WebSessionRecord):
-                session.execute(
-                    update(model)
-                    .where(model.principal_id == principal_id, model.revoked_at.is_(None))
-                    .values(revoked_at=now)
-                )
+            _end_sessions(session, record, utc_now())
             name, org_id = record.name, record.org_id
         self._record(actor, "iam.principal.revoke_all", name, org_id, principal_id=principal_id)
         self._notify([principal_id])
@@ -214,6 +207,18 @@ class PrincipalsPart(DirectoryBase):
 
 
 _NOUN = {"user": "user", "service": "service_account", "device": "device"}
+
+
+def _end_sessions(session: Session, record: PrincipalRecord, now: datetime) -> None:
+    """Make every access token, refresh family and web session of `record` invalid."""
+    record.tokens_valid_after = now
+    record.updated_at = now
+    for model in (RefreshTokenRecord, WebSessionRecord):
+        session.execute(
+            update(model)
+            .where(model.principal_id == record.id, model.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
 
 
 def _check_sparkplug(sparkplug: tuple[str, str]) -> None:

@@ -124,7 +124,7 @@ class RolesPart(DirectoryBase):
         permissions = frozenset((*role.permissions, *wanted))
         for binding in bindings:
             scope = grant_of(binding, role).scope
-            if not self._may_grant(actor, permissions, scope):
+            if not self._may_grant(actor, permissions, scope, role.org_id):
                 raise Forbidden(
                     "a binding of this role reaches further than your own access",
                     code="privilege_escalation",

@@ -146,9 +146,13 @@ def check_layers(layers: Iterable[str] | None) -> tuple[str, ...] | None:
     return checked
 
 
-def scope_within(inner: Scope, outer: Scope) -> bool:
-    """Whether everything `inner` reaches, `outer` reaches too."""
-    if outer.org == "own" and inner.org == "any":
+def scope_within(inner: Scope, outer: Scope, *, other_org: bool = False) -> bool:
+    """Whether everything `inner` reaches, `outer` reaches too.
+
+    `other_org`: `inner` is for a principal of another organisation than `outer`'s
+    holder, whose "own" organisation is then a different one.
+    """
+    if outer.org == "own" and (inner.org == "any" or other_org):
         return False
     if outer.layers is not None and (
         inner.layers is None or not set(inner.layers) <= set(outer.layers)
@@ -157,23 +161,32 @@ def scope_within(inner: Scope, outer: Scope) -> bool:
     return all(any(filter_within(f, o) for o in outer.namespace) for f in inner.namespace)
 
 
-def grantable(actor: Principal, permissions: Iterable[str], scope: Scope) -> bool:
-    """Whether the actor holds every permission over every filter of `scope`."""
+def grantable(
+    actor: Principal, permissions: Iterable[str], scope: Scope, target_org: str | None = None
+) -> bool:
+    """Whether the actor holds every permission over every filter of `scope`.
+
+    `target_org` is the organisation of the principal the scope is for: an actor's grant
+    limited to its own organisation does not cover another organisation's principals.
+    """
+    other = target_org is not None and target_org != actor.org_id
     return all(
-        any(_covers(grant, permission, topic_filter, scope) for grant in actor.grants)
+        any(_covers(grant, permission, topic_filter, scope, other) for grant in actor.grants)
         for permission in permissions
         for topic_filter in scope.namespace
     )
 
 
-def _covers(grant: Grant, permission: str, topic_filter: str, scope: Scope) -> bool:
+def _covers(grant: Grant, permission: str, topic_filter: str, scope: Scope, other: bool) -> bool:
     if not any(permission_matches(p, permission) for p in grant.permissions):
         return False
     part = Scope(namespace=(topic_filter,), layers=scope.layers, org=scope.org)
-    return scope_within(part, grant.scope)
+    return scope_within(part, grant.scope, other_org=other)
 
 
-def check_grantable(actor: Principal, permissions: Iterable[str], scope: Scope) -> None:
+def check_grantable(
+    actor: Principal, permissions: Iterable[str], scope: Scope, target_org: str | None = None
+) -> None:
     """Refuse when the actor would give (or take) more than it holds itself."""
     if scope.org == "any" and actor.org_kind is not OrgKind.OPERATOR:
         raise Forbidden(
@@ -181,7 +194,7 @@ def check_grantable(actor: Principal, permissions: Iterable[str], scope: Scope) 
             code="privilege_escalation",
         )
     wanted = tuple(permissions)
-    if not grantable(actor, wanted, scope):
+    if not grantable(actor, wanted, scope, target_org):
         raise Forbidden(
             "you cannot grant permissions you do not hold over that scope yourself",
             code="privilege_escalation",

@@ -17,6 +17,8 @@ client the proxy saw (uvicorn then trusts that proxy's `X-Forwarded-For`, and it
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
@@ -132,6 +134,7 @@ class AuditMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.anonymous = AnonymousDenials()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on; afterwards audit it when it wrote or was refused."""
@@ -150,20 +153,51 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, capture)
         except Exception:
-            await _audit(scope, status or 500)
+            await self._audit(scope, status or 500)
             raise
-        await _audit(scope, status)
+        await self._audit(scope, status)
+
+    async def _audit(self, scope: Scope, status: int) -> None:
+        method = str(scope["method"])
+        if status not in _DENIED and method not in UNSAFE_METHODS:
+            return
+        iam: Iam | None = getattr(scope["app"].state, "iam", None)
+        if iam is None:
+            return
+        event = _event(scope, method, status)
+        if event["actor"] is None and status in _DENIED:
+            repeats = self.anonymous.count(event["ip"])
+            if repeats is None:
+                return  # counted; reported with the next event from this address
+            event["detail"]["earlier_denials"] = repeats
+        await anyio.to_thread.run_sync(partial(iam.audit.record, **event))
 
 
-async def _audit(scope: Scope, status: int) -> None:
-    method = str(scope["method"])
-    if status not in _DENIED and method not in UNSAFE_METHODS:
-        return
-    iam: Iam | None = getattr(scope["app"].state, "iam", None)
-    if iam is None:
-        return
-    record = partial(iam.audit.record, **_event(scope, method, status))
-    await anyio.to_thread.run_sync(record)
+class AnonymousDenials:
+    """At most one audit event per address and minute for refused anonymous requests.
+
+    Without credentials anyone can cause a 401; an event each would let them grow the
+    audit log without bound. The suppressed ones are counted into the next event.
+    """
+
+    def __init__(self, window_s: float = 60.0, max_addresses: int = 10_000) -> None:
+        self._window_s = window_s
+        self._max = max_addresses
+        self._seen: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def count(self, ip: str) -> int | None:
+        """None to suppress this denial; else how many were suppressed before it."""
+        now = time.monotonic()
+        with self._lock:
+            started, suppressed = self._seen.get(ip, (-self._window_s, 0))
+            if now - started < self._window_s:
+                self._seen[ip] = (started, suppressed + 1)
+                return None
+            if len(self._seen) >= self._max:
+                self._seen.clear()
+            self._seen[ip] = (now, 0)
+            return suppressed
 
 
 def _event(scope: Scope, method: str, status: int) -> dict[str, Any]:

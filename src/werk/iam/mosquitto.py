@@ -37,7 +37,7 @@ from werk.core.errors import BrokerUnavailable, TopicError, ValidationFailed
 from werk.core.filters import check_levels
 from werk.core.settings import Settings
 from werk.iam.models import ApiKeyRecord, PrincipalRecord
-from werk.iam.mqtt import TopicAcl, topic_acl
+from werk.iam.mqtt import NodePath, TopicAcl, topic_acl
 from werk.iam.scopes import Principal
 
 __all__ = [
@@ -131,7 +131,7 @@ def enabled_principals(
 class MosquittoFiles:
     """Write Mosquitto's password and ACL files and make Mosquitto read them again."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, node_path: NodePath | None = None) -> None:
         if settings.mosquitto_password_file is None or settings.mosquitto_acl_file is None:
             raise ValidationFailed(
                 "set mosquitto_password_file and mosquitto_acl_file to let werk manage "
@@ -143,6 +143,7 @@ class MosquittoFiles:
         self._pid_file = settings.mosquitto_pid_file
         self._command = settings.mosquitto_reload_command
         self._root = settings.uns_root
+        self._node_path = node_path
         self._internal = _internal_user(settings.broker_url)
         self._lock = threading.Lock()
 
@@ -191,7 +192,7 @@ class MosquittoFiles:
             if name in taken or not _safe_name(name) or not _safe_hash(entry.password_hash):
                 _LOGGER.error("principal %r cannot be a Mosquitto user; left out", name)
                 continue
-            acl = topic_acl(entry.principal, self._root)
+            acl = topic_acl(entry.principal, self._root, self._node_path)
             if acl.empty:
                 continue  # no MQTT permission: no login, as on the embedded gateway
             taken.add(name)

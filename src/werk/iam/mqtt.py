@@ -15,14 +15,17 @@ commands and the hosts' STATE. Nobody gets a ``$`` topic (``$SYS``).
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from werk.core.errors import TopicError
-from werk.core.filters import check_levels, filter_within
+from werk.core.filters import check_levels, filter_within, matches
 from werk.core.settings import Settings
-from werk.iam.permissions import COMMANDS_WRITE, MQTT_PUBLISH, MQTT_SUBSCRIBE, UNS_PUBLISH
+from werk.iam.permissions import COMMANDS_WRITE, MQTT_PUBLISH, MQTT_SUBSCRIBE
 from werk.iam.scopes import Principal, PrincipalKind
 
 __all__ = [
@@ -168,27 +171,51 @@ def _share_target(topic_filter: str) -> str | None:
     return target
 
 
-def topic_acl(principal: Principal, uns_root: str) -> TopicAcl:
+NodePath = Callable[[str, str], str]
+"""The ISA-95 path the Sparkplug routes give an edge node (group, edge node id)."""
+
+
+def topic_acl(principal: Principal, uns_root: str, node_path: NodePath | None = None) -> TopicAcl:
     """The MQTT rights of `principal`: its grants' namespaces and its Sparkplug identity."""
-    subscribe = [*_uns_subscribe(principal, uns_root), *_edge_subscribe(principal)]
+    edge = _edge_allowed(principal, node_path)
+    subscribe = [*_uns_subscribe(principal, uns_root), *_edge_subscribe(principal, edge)]
     device = principal.kind is PrincipalKind.DEVICE
-    return TopicAcl(publish_filters(principal, uns_root), subscribe, no_wildcard_start=device)
+    publish = publish_filters(principal, uns_root, node_path)
+    return TopicAcl(publish, subscribe, no_wildcard_start=device)
 
 
-def publish_filters(principal: Principal, uns_root: str) -> list[str]:
+def publish_filters(
+    principal: Principal, uns_root: str, node_path: NodePath | None = None
+) -> list[str]:
     """The filters of every topic `principal` may publish on."""
-    return [*_uns_publish(principal, uns_root), *_edge_publish(principal)]
+    edge = _edge_allowed(principal, node_path)
+    return [*_uns_publish(principal, uns_root), *_edge_publish(principal, edge)]
+
+
+def _edge_allowed(principal: Principal, node_path: NodePath | None) -> bool:
+    """Whether the edge node's routed path lies inside its MQTT publish scope.
+
+    Without it a node could publish, through Sparkplug, metrics that the routes place
+    outside the subtree it was given.
+    """
+    ids = _edge_ids(principal)
+    filters = principal.namespace_filters(MQTT_PUBLISH, explicit=True)
+    if ids is None or not filters:
+        return False
+    return node_path is None or any(matches(f, node_path(*ids)) for f in filters)
 
 
 def _uns_publish(principal: Principal, root: str) -> list[str]:
-    data = _patterns(principal.namespace_filters(MQTT_PUBLISH))
+    data = _patterns(principal.namespace_filters(MQTT_PUBLISH, explicit=True))
     writable = _patterns(principal.namespace_filters(COMMANDS_WRITE))
     commands = _intersections(data, writable)
     return [*_data_topics(data, root), *_tag_topics(commands, root, _COMMAND)]
 
 
 def _uns_subscribe(principal: Principal, root: str) -> list[str]:
-    filters = [f for f in principal.namespace_filters(MQTT_SUBSCRIBE) if _valid_filter(f)]
+    filters = [
+        f for f in principal.namespace_filters(MQTT_SUBSCRIBE, explicit=True) if _valid_filter(f)
+    ]
     patterns = _patterns(filters)
     whole = [f"{root}/{f}" for f in filters if _whole_subtree_is_safe(f)]
     return [*whole, *_data_topics(patterns, root), *_tag_topics(patterns, root, _COMMAND)]
@@ -267,9 +294,9 @@ def _edge_ids(principal: Principal) -> tuple[str, str] | None:
     return (group, node) if valid and group != "STATE" else None
 
 
-def _edge_publish(principal: Principal) -> list[str]:
+def _edge_publish(principal: Principal, allowed: bool) -> list[str]:
     ids = _edge_ids(principal)
-    if ids is None or not principal.allows(MQTT_PUBLISH):
+    if ids is None or not allowed:
         return []
     group, node = ids
     return [
@@ -278,9 +305,9 @@ def _edge_publish(principal: Principal) -> list[str]:
     ]
 
 
-def _edge_subscribe(principal: Principal) -> list[str]:
+def _edge_subscribe(principal: Principal, allowed: bool) -> list[str]:
     ids = _edge_ids(principal)
-    if ids is None or not principal.allows(MQTT_SUBSCRIBE):
+    if ids is None or not allowed or not principal.namespace_filters(MQTT_SUBSCRIBE, explicit=True):
         return []
     group, node = ids
     return [
@@ -321,10 +348,13 @@ class IamMqttAuthority:
     access but ``$`` topics when `mqtt_allow_anonymous` is set (see `anonymous`).
     """
 
-    def __init__(self, authn: MqttCredentials, settings: Settings) -> None:
+    def __init__(
+        self, authn: MqttCredentials, settings: Settings, *, node_path: NodePath | None = None
+    ) -> None:
         self._authn = authn
         self._root = settings.uns_root
         self._anonymous = settings.mqtt_allow_anonymous
+        self._node_path = node_path
 
     def connect(
         self, username: str, password: str, client_id: str, peer: str
@@ -334,7 +364,7 @@ class IamMqttAuthority:
         if principal is None:
             _LOGGER.info("MQTT login refused: %r (client %r from %s)", username, client_id, peer)
             return None
-        acl = topic_acl(principal, self._root)
+        acl = topic_acl(principal, self._root, self._node_path)
         if acl.empty:
             _LOGGER.info("MQTT login refused: %s holds no MQTT permission", principal.name)
             return None
@@ -346,16 +376,19 @@ class IamMqttAuthority:
 
 
 PrincipalsProvider = Callable[[], Iterable[Principal]]
+_EXPECT_S: Final = 300.0
+_EXPECT_MAX: Final = 100_000
 
 
 class PublishGuard:
     """Whether any enabled principal (or werk itself) may publish a topic.
 
     MQTT does not tell a subscriber who published a message, so ingest checks the
-    union of every enabled principal's publish rights: what a misconfigured broker lets
-    through outside all of them is quarantined. Werk's own publications count too: the
-    Sparkplug host's STATE and its NCMD/DCMD commands, and values published through
-    the REST API (`uns:publish`). Call `refresh` after every IAM change.
+    union of every enabled principal's MQTT publish rights (granted by name, never by an
+    administrator's `*`): what a misconfigured broker lets through outside all of them is
+    quarantined. Werk's own publications count too: the Sparkplug host's STATE and its
+    NCMD/DCMD commands, and each topic the REST API publishes to (`expect`, remembered
+    for a few minutes). Call `refresh` after every IAM change.
     """
 
     def __init__(
@@ -365,15 +398,24 @@ class PublishGuard:
         *,
         allow_anonymous: bool = False,
         sparkplug_host_id: str | None = None,
+        node_path: NodePath | None = None,
     ) -> None:
         self._principals = principals
+        self._node_path = node_path
         self._root = uns_root
         self._anonymous = allow_anonymous
         self._host_id = sparkplug_host_id
         self._rules = self._load()
+        self._expected: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, principals: PrincipalsProvider, settings: Settings) -> PublishGuard:
+    def from_settings(
+        cls,
+        principals: PrincipalsProvider,
+        settings: Settings,
+        node_path: NodePath | None = None,
+    ) -> PublishGuard:
         """A guard for werk as `settings` configure it."""
         host_id = settings.sparkplug_host_id if settings.sparkplug_enabled else None
         return cls(
@@ -381,10 +423,24 @@ class PublishGuard:
             settings.uns_root,
             allow_anonymous=settings.mqtt_allow_anonymous,
             sparkplug_host_id=host_id,
+            node_path=node_path,
         )
 
     def __call__(self, topic: str) -> bool:
-        return self._rules.may_publish(topic)
+        return self._rules.may_publish(topic) or self._was_expected(topic)
+
+    def expect(self, topic: str) -> None:
+        """Let werk's own next publication on `topic` through (a REST API publish)."""
+        with self._lock:
+            self._expected[topic] = time.monotonic() + _EXPECT_S
+            self._expected.move_to_end(topic)
+            while len(self._expected) > _EXPECT_MAX:
+                self._expected.popitem(last=False)
+
+    def _was_expected(self, topic: str) -> bool:
+        with self._lock:
+            until = self._expected.get(topic)
+        return until is not None and until >= time.monotonic()
 
     def refresh(self) -> None:
         """Read the principals again and forget every cached decision."""
@@ -400,9 +456,7 @@ class PublishGuard:
     def _load(self) -> TopicAcl:
         filters = self._internal_filters()
         for principal in self._principals():
-            filters.extend(publish_filters(principal, self._root))
-            api = _patterns(principal.namespace_filters(UNS_PUBLISH))
-            filters.extend(_tag_topics(api, self._root, _VALUE))
+            filters.extend(publish_filters(principal, self._root, self._node_path))
         return TopicAcl(filters, (), cache_limit=_GUARD_CACHE)
 
     def _internal_filters(self) -> list[str]:

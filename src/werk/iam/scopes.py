@@ -70,9 +70,15 @@ class Grant:
     permissions: frozenset[str]
     scope: Scope = field(default_factory=Scope)
 
-    def gives(self, permission: str) -> bool:
-        """Whether one of the role's permission patterns covers `permission`."""
-        return any(permission_matches(p, permission) for p in self.permissions)
+    def gives(self, permission: str, *, explicit: bool = False) -> bool:
+        """Whether one of the role's permission patterns covers `permission`.
+
+        `explicit` leaves out the catch-all `*`, for rights that must be granted by name
+        (an administrator of the API is not a broker superuser by that alone).
+        """
+        return any(
+            permission_matches(p, permission) for p in self.permissions if p != "*" or not explicit
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +110,11 @@ class Principal:
             return False
         return org_id is None or grant.scope.org == "any" or org_id == self.org_id
 
-    def namespace_filters(self, permission: str) -> tuple[str, ...]:
-        """The namespace filters of every grant that gives `permission`."""
+    def namespace_filters(self, permission: str, *, explicit: bool = False) -> tuple[str, ...]:
+        """The namespace filters of every grant that gives `permission` (see `Grant.gives`)."""
         found: dict[str, None] = {}
         for grant in self.grants:
-            if grant.gives(permission) and grant.scope.covers_layer(permission):
+            if grant.gives(permission, explicit=explicit) and grant.scope.covers_layer(permission):
                 found.update(dict.fromkeys(grant.scope.namespace))
         return tuple(found)
 

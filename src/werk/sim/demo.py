@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -31,33 +30,8 @@ GROUP: Final = "acme"
 EDGE_NODE: Final = "berlin-gw-1"
 GATEWAY_PATH: Final = "acme/berlin/machining/edge/berlin-gw-1"
 JSON_ASSETS: Final = frozenset({"conveyor-1", "packer-1"})
-JSON_DEVICES: Final = "berlin-line-2-devices"
+JSON_DEVICES: Final = "berlin-line-2-devices"  # the JSON devices' MQTT client in `DemoSite`
 POLL_MS: Final = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class DemoDevice:
-    """An MQTT client of the demo plant, as IAM should know it.
-
-    `name` is its MQTT user name and the key of its pair in `DemoSite`'s credentials;
-    `namespace` the tag paths it publishes (UNS root not included); `sparkplug` the
-    (group, edge node) of an edge node.
-    """
-
-    name: str
-    namespace: tuple[str, ...]
-    sparkplug: tuple[str, str] | None = None
-
-
-def demo_devices(seed: int = 7) -> list[DemoDevice]:
-    """The demo plant's MQTT clients: the edge node and the JSON devices' publisher."""
-    json_paths = tuple(
-        f"{m.node.path}/#" for m in demo_machines(seed) if m.spec.asset in JSON_ASSETS
-    )
-    return [
-        DemoDevice(EDGE_NODE, (), sparkplug=(GROUP, EDGE_NODE)),
-        DemoDevice(JSON_DEVICES, json_paths),
-    ]
 
 
 def demo_routes(seed: int = 7) -> list[SparkplugRoute]:
@@ -140,7 +114,10 @@ class DemoSite:
         seed: int = 7,
         credentials: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
-        """Build the site; `credentials` maps `demo_devices` names to (user, password)."""
+        """Build the site; `credentials` maps `EDGE_NODE` and `JSON_DEVICES` to MQTT logins.
+
+        Either client connects without credentials when it has no (user, password) pair.
+        """
         credentials = credentials or {}
         machines = [m for m in demo_machines(seed) if m.spec.asset not in JSON_ASSETS]
         self.brownfield = BrownfieldPlant(

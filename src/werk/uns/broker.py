@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from werk.core.errors import BrokerUnavailable
 from werk.core.settings import Settings
@@ -58,6 +58,13 @@ class BrokerAddress:
         """The address as an mqtt:// URL (never with the password)."""
         user = f"{self.username}@" if self.username else ""
         return f"mqtt://{user}{self.host}:{self.port}"
+
+    def login_url(self) -> str:
+        """The address with user and password, to hand to another werk part; never log it."""
+        if self.username is None:
+            return f"mqtt://{self.host}:{self.port}"
+        secret = f":{quote(self.password, safe='')}" if self.password is not None else ""
+        return f"mqtt://{quote(self.username, safe='')}{secret}@{self.host}:{self.port}"
 
 
 def parse_broker_url(url: str) -> BrokerAddress:

@@ -128,6 +128,7 @@ class Publisher:
     def __init__(self, address: BrokerAddress, role: str = "publisher") -> None:
         self._address = address
         self._client = make_client(address, client_id(role))
+        self.listeners: list[Callable[[str], None]] = []  # told each topic before it is sent
 
     def __enter__(self) -> Publisher:
         self.start()
@@ -154,6 +155,8 @@ class Publisher:
         timeout_s: float = 5,
     ) -> None:
         """Publish and block until the broker acknowledged it (QoS 1/2) or it was sent."""
+        for listener in self.listeners:
+            listener(topic)
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise BrokerUnavailable(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")

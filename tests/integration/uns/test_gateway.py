@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -132,7 +133,8 @@ def test_refusals_carry_the_codes_of_each_protocol_version(start: Start) -> None
     assert connack(gw, MQTT311, "device", b"dev-secret").hex() == "20020000"
     enhanced = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     enhanced.AuthenticationMethod = "SCRAM-SHA-1"
-    connect = Connect(MQTT5, True, 30, "raw", bytes(enhanced.pack()), None, "device", b"x")  # type: ignore[no-untyped-call]
+    props = bytes(enhanced.pack())  # type: ignore[no-untyped-call]
+    connect = Connect(MQTT5, True, 30, "raw", props, None, "device", b"x")
     with RawClient(gw.port(True), connect) as raw:
         assert raw.packet().hex() == "2003008c00"  # bad authentication method
 
@@ -189,8 +191,8 @@ def test_a_throttling_or_failing_authority_refuses_cleanly(start: Start) -> None
             raise RuntimeError("directory down")
 
     gw = start(Throttled())
-    assert gw.peer(True, user="locked", password="x").result.value == 0x9F  # type: ignore[union-attr]
-    assert gw.peer(True, user="other", password="x").result.value == 0x88  # type: ignore[union-attr]
+    assert connack(gw, MQTT5, "locked", b"x").hex() == "2003009f00"  # rate exceeded
+    assert connack(gw, MQTT5, "other", b"x").hex() == "2003008800"  # server unavailable
     assert connack(gw, MQTT311, "other", b"x").hex() == "20020003"
 
 
@@ -234,6 +236,27 @@ def test_the_internal_listeners_refuse_wrong_credentials(broker: EmbeddedBroker)
             bad = Peer(address.port, v5=address.mqtt5, user=user, password=password)
             assert not bad.ok
             bad.close()
+
+
+def test_the_internal_password_is_random_private_and_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = make_settings(tmp_path)
+    passwords = []
+    for _ in range(2):
+        broker = EmbeddedBroker(settings, serve_public=False)
+        broker.start()
+        try:
+            passwords.append(broker.address.password)
+            config = tmp_path / "rumqttd.toml"
+            assert config.stat().st_mode & 0o777 == 0o600
+            assert str(broker.address.password) in config.read_text()
+            assert str(broker.address.password) not in f"{broker.address!r} {broker.address.url}"
+        finally:
+            broker.stop()
+    assert passwords[0] != passwords[1] and len(str(passwords[0])) >= 32
+    assert not any(p and p in caplog.text for p in passwords)
 
 
 def test_a_taken_public_port_stops_the_gateway_with_one_line(start: Start) -> None:

@@ -11,7 +11,7 @@ from tests.integration.uns.test_gateway_support import FixedAuthority, Peer, Rul
 
 from werk.core.errors import BrokerUnavailable
 from werk.sim import DemoPlant
-from werk.sim.demo import EDGE_NODE, GROUP, JSON_DEVICES, DemoSite, demo_devices
+from werk.sim.demo import EDGE_NODE, GROUP, JSON_DEVICES, DemoSite
 from werk.uns.broker import EmbeddedBroker, parse_broker_url
 from werk.uns.gateway import GatewayEvent, MqttGateway
 
@@ -20,12 +20,14 @@ EDGE_KEY = "wk_0123456789ab_p@ss:w/rd%?#"
 DEVICES_KEY = "wk_ba9876543210_json-devices"
 
 
+CELL_3 = "acme/berlin/machining/line-2/cell-3"
+
+
 def authority() -> FixedAuthority:
-    devices = {d.name: d for d in demo_devices()}
     edge = Rules("p-edge", publish=(f"spBv1.0/{GROUP}/+/{EDGE_NODE}/#", f"spBv1.0/{GROUP}/+/{EDGE_NODE}"),
                  subscribe=(f"spBv1.0/{GROUP}/NCMD/{EDGE_NODE}", f"spBv1.0/{GROUP}/DCMD/{EDGE_NODE}/#",
                             "spBv1.0/STATE/#"))  # fmt: skip
-    json = Rules("p-json", publish=tuple(f"uns/v1/{f}" for f in devices[JSON_DEVICES].namespace))
+    json = Rules("p-json", publish=(f"uns/v1/{CELL_3}/#",))
     watcher = Rules("p-watch", subscribe=("#",))
     return FixedAuthority({EDGE_NODE: (EDGE_KEY, edge), JSON_DEVICES: (DEVICES_KEY, json),
                            "watcher": ("w", watcher)})  # fmt: skip
@@ -43,15 +45,6 @@ def gateway(tmp_path: Path) -> Iterator[tuple[MqttGateway, int, list[GatewayEven
     yield gw, settings.mqtt_port, events
     gw.stop()
     broker.stop()
-
-
-def test_the_demo_devices_name_their_scopes() -> None:
-    devices = {d.name: d for d in demo_devices()}
-    assert devices[EDGE_NODE].sparkplug == (GROUP, EDGE_NODE)
-    assert devices[JSON_DEVICES].namespace == (
-        "acme/berlin/machining/line-2/cell-3/conveyor-1/#",
-        "acme/berlin/machining/line-2/cell-3/packer-1/#",
-    )
 
 
 def test_broker_urls_carry_percent_encoded_credentials() -> None:
