@@ -175,7 +175,7 @@ class Runtime:
             if sync is not None:
                 self._stack.append(sync.stop)
             return
-        self.broker = EmbeddedBroker(self.settings, serve_public=False)
+        self.broker = EmbeddedBroker(self.settings)
         self.address = self.broker.start()
         self._stack.append(self.broker.stop)
         assert self.security is not None
@@ -236,7 +236,7 @@ class Runtime:
         assert self.address
         s = self.settings
         self.plant = DemoSite(
-            mqtt_host=self.address.host, mqtt_port=self.mqtt_port, root=s.uns_root,
+            mqtt_host=s.mqtt_host, mqtt_port=self.mqtt_port, root=s.uns_root,
             opcua_port=s.demo_opcua_port, modbus_port=s.demo_modbus_port, data_dir=s.data_dir,
             primary_host=s.sparkplug_host_id if s.sparkplug_enabled else None,
             credentials=self._plant_credentials(),

@@ -119,8 +119,9 @@ class _HostBench:
         self._settings = Settings(
             data_dir=data_dir / "host", broker_url=None, mqtt_host=_LOCAL, mqtt_port=mqtt,
             mqtt5_port=mqtt5, http_host=_LOCAL, http_port=http, database_url=None,
-            historian_path=None,
+            historian_path=None, mqtt_allow_anonymous=True,
         )  # fmt: skip
+        # The simulated edge nodes log in anonymously; the gateway still checks every packet.
         self._monitor = ResourceMonitor()
 
     def run(self, report: SparkplugReport) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from werk.cli.client import api_get
+from werk.cli.client import api_get, api_post, mqtt_login
 from werk.cli.errors import one_line_errors
 from werk.core.clock import now_ns
 from werk.core.errors import WerkError
@@ -41,13 +41,21 @@ def api_url(api: str | None) -> str:
     return api or f"http://{s.http_host}:{s.http_port}"
 
 
-def _broker(broker: str | None) -> BrokerAddress:
+def _broker(broker: str | None, api: str | None = None) -> BrokerAddress:
+    """The broker to speak to; logged in with `WERK_API_KEY` when the URL names no user."""
     s = get_settings()
     if broker is not None:
-        return parse_broker_url(broker)
-    if s.broker_url:
-        return parse_broker_url(s.broker_url)
-    return BrokerAddress(s.mqtt_host, s.mqtt5_port, mqtt5=True)
+        address = parse_broker_url(broker)
+    elif s.broker_url:
+        address = parse_broker_url(s.broker_url)
+    else:
+        address = BrokerAddress(s.mqtt_host, s.mqtt5_port, mqtt5=True)
+    if address.username is not None:
+        return address
+    login = mqtt_login(api_url(api))
+    if login is None:
+        return address
+    return BrokerAddress(address.host, address.port, address.mqtt5, login[0], login[1])
 
 
 @uns_app.command("browse")
@@ -112,12 +120,15 @@ def tail(
         float, typer.Option("--timeout", help="stop after S seconds (0: never)")
     ] = 0,
     broker: BrokerOpt = None,
+    api: ApiOpt = None,
 ) -> None:
-    """Print messages as they arrive, decoded into samples."""
-    _tail(topic_filter, count, timeout, broker)
+    """Print messages as they arrive, decoded into samples (log in with `WERK_API_KEY`)."""
+    _tail(topic_filter, count, timeout, broker, api)
 
 
-def _tail(topic_filter: str, count: int, timeout: float, broker: str | None) -> None:
+def _tail(
+    topic_filter: str, count: int, timeout: float, broker: str | None, api: str | None
+) -> None:
     root = get_settings().uns_root
     full = (
         topic_filter
@@ -125,7 +136,7 @@ def _tail(topic_filter: str, count: int, timeout: float, broker: str | None) -> 
         else f"{root}/{topic_filter}"
     )
     check_filter(full)
-    address = _broker(broker)
+    address = _broker(broker, api)
     done = threading.Event()
     seen = [0]
 
@@ -176,9 +187,25 @@ def publish(
     quality: Annotated[str, typer.Option("--quality", help="good, uncertain or bad")] = "good",
     retain: Annotated[bool, typer.Option("--retain", help="ask the broker to retain it")] = False,
     broker: BrokerOpt = None,
+    api: ApiOpt = None,
 ) -> None:
-    """Publish one value to a tag's `_value` topic and wait for the broker's ack."""
-    _publish(tag, value, unit, quality, retain, broker)
+    """Publish one value to a tag's `_value` topic (through the API, or `--broker` directly)."""
+    if broker is None:
+        _publish_through_api(tag, value, unit, quality, retain, api)
+    else:
+        _publish(tag, value, unit, quality, retain, broker)
+
+
+def _publish_through_api(
+    tag: str, value: str, unit: str | None, quality: str, retain: bool, api: str | None
+) -> None:
+    body = {"tag": tag, "value": parse_scalar(value), "unit": unit, "quality": quality,
+            "retain": retain}  # fmt: skip
+    result = api_post(api_url(api), "/publish", body)
+    payload = dumps(result["payload"]).decode()
+    console.print(
+        f"published {result['topic']} {payload} (message {result['message_id']})", highlight=False
+    )
 
 
 def _publish(

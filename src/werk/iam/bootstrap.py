@@ -7,7 +7,7 @@ Running any of this again creates nothing that exists already.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from sqlalchemy import select, update
@@ -57,7 +57,7 @@ class FirstRun:
     """The administrator made on the first start, with its password (shown once)."""
 
     username: str
-    password: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class DemoCredential:
     kind: Literal["password", "api_key"]
     org: str
     name: str
-    secret: str
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

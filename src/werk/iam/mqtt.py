@@ -213,9 +213,7 @@ def _uns_publish(principal: Principal, root: str) -> list[str]:
 
 
 def _uns_subscribe(principal: Principal, root: str) -> list[str]:
-    filters = [
-        f for f in principal.namespace_filters(MQTT_SUBSCRIBE, explicit=True) if _valid_filter(f)
-    ]
+    filters = [f for f in principal.namespace_filters(MQTT_SUBSCRIBE) if _valid_filter(f)]
     patterns = _patterns(filters)
     whole = [f"{root}/{f}" for f in filters if _whole_subtree_is_safe(f)]
     return [*whole, *_data_topics(patterns, root), *_tag_topics(patterns, root, _COMMAND)]

@@ -118,10 +118,10 @@ class EmbeddedBroker:
     werk's own clients use `address` (MQTT 5) and `internal_v311_address`; everyone else
     comes in through `werk.uns.gateway.MqttGateway` on the public `mqtt_port` and
     `mqtt5_port`. With ``serve_public=True`` rumqttd itself also serves the public ports,
-    without authentication: for tests and benchmarks that need a plain broker.
+    without authentication: only for tests and benchmarks that need a plain broker.
     """
 
-    def __init__(self, settings: Settings, *, serve_public: bool = True) -> None:
+    def __init__(self, settings: Settings, *, serve_public: bool = False) -> None:
         self._settings = settings
         self._serve_public = serve_public
         self._broker: Any = None

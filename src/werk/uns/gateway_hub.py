@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 MAX_HANDSHAKES: Final = 1024
+MAX_HANDSHAKES_PER_ADDRESS: Final = 32
+MAX_CONNECT_BYTES: Final = 64 * 1024  # client id, will and credentials; all a CONNECT holds
+_DROPS_KEPT_S: Final = 60.0
 AUTH_WORKERS: Final = 8
 
 
@@ -47,6 +51,8 @@ class Hub:
         self._sessions: set[ClientSession] = set()
         self._by_principal: dict[str, set[ClientSession]] = {}
         self._handshakes = 0
+        self._handshaking: dict[str, int] = {}
+        self._dropped: dict[str, float] = {}
         self._open = 0
         self._closed_messages = 0
         self._closed_denials = 0
@@ -86,14 +92,41 @@ class Hub:
 
     # --- registry -------------------------------------------------------------------------
 
-    def admit(self, session: ClientSession) -> bool:
-        """Track a new connection; False when too many are still handshaking."""
-        if self._handshakes >= MAX_HANDSHAKES:
+    def admit(self, session: ClientSession, address: str) -> bool:
+        """Track a new connection; False when too many are still handshaking.
+
+        One address may hold only a few handshakes, so slow or silent sockets from one
+        place cannot take every slot.
+        """
+        mine = self._handshaking.get(address, 0)
+        if self._handshakes >= MAX_HANDSHAKES or mine >= MAX_HANDSHAKES_PER_ADDRESS:
             return False
         self._handshakes += 1
+        self._handshaking[address] = mine + 1
         with self._lock:
             self._sessions.add(session)
         return True
+
+    def handshake_over(self, address: str) -> None:
+        """The connection from `address` left the handshake (opened or closed)."""
+        left = self._handshaking.get(address, 1) - 1
+        if left > 0:
+            self._handshaking[address] = left
+        else:
+            self._handshaking.pop(address, None)
+
+    def dropped_since(self, principal_id: str, started: float) -> bool:
+        """Whether `principal_id` (or everyone) was dropped after `started` (monotonic)."""
+        with self._lock:
+            last = max(self._dropped.get(principal_id, 0.0), self._dropped.get("*", 0.0))
+        return last >= started
+
+    def _note_drop(self, principal_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._dropped) > 10_000:
+                self._dropped = {k: t for k, t in self._dropped.items() if now - t < _DROPS_KEPT_S}
+            self._dropped[principal_id] = now
 
     def granted(self, session: ClientSession, principal_id: str) -> None:
         """Index an authenticated connection by its principal (for `drop`)."""
@@ -124,6 +157,7 @@ class Hub:
 
     def drop(self, principal_id: str) -> int:
         """Close every connection of `principal_id`; callable from any thread."""
+        self._note_drop(principal_id)
         with self._lock:
             doomed = list(self._by_principal.get(principal_id, ()))
         if doomed:
@@ -132,6 +166,7 @@ class Hub:
 
     def drop_all(self) -> int:
         """Close every authenticated connection; callable from any thread."""
+        self._note_drop("*")
         with self._lock:
             doomed = [s for owned in self._by_principal.values() for s in owned]
         if doomed:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import replace
 from enum import Enum
 from typing import Final, cast
 
 from werk.uns.gateway_auth import authenticate, early_refusal, refusal_code, will_allowed
 from werk.uns.gateway_events import DenialLimiter
-from werk.uns.gateway_hub import Hub
+from werk.uns.gateway_hub import MAX_CONNECT_BYTES, Hub
 from werk.uns.gateway_pump import BrokerPump, ClientPump, PacketTooLarge
 from werk.uns.gateway_types import EventKind, GatewayEvent, MqttGrant
 from werk.uns.mqtt_packets import (
@@ -63,6 +64,7 @@ class ClientSession(asyncio.Protocol):
         self._broker_pump: BrokerPump | None = None
         self._limiter = DenialLimiter(self._report)
         self.peer = ""
+        self._address = ""
         self.connect: Connect | None = None
         self.grant: MqttGrant | None = None
 
@@ -86,7 +88,8 @@ class ClientSession(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if not self._hub.admit(self):
+        self._address = str(host)
+        if not self._hub.admit(self, self._address):
             self._state = _State.CLOSED
             self._client.abort()
             return
@@ -139,7 +142,7 @@ class ClientSession(asyncio.Protocol):
         first, header, length = head
         if first != 0x10:
             raise malformed("the first packet is not a CONNECT")
-        if length > self._hub.limit:
+        if length > MAX_CONNECT_BYTES:
             raise PacketTooLarge(f"CONNECT of {length} bytes")
         if len(data) < header + length:
             return
@@ -163,6 +166,7 @@ class ClientSession(asyncio.Protocol):
         if refusal is not None:
             self._refuse(refusal, refusal)
             return
+        started = time.monotonic()
         grant = await authenticate(self._hub, connect, self.peer)
         if self._state is _State.CLOSED:
             return
@@ -171,6 +175,9 @@ class ClientSession(asyncio.Protocol):
             return
         self.grant = grant
         self._hub.granted(self, grant.principal_id)
+        if self._hub.dropped_since(grant.principal_id, started):  # revoked while we checked
+            self._refuse("not_authorized", "revoked during the login")
+            return
         if connect.will is not None and not will_allowed(grant, connect.will.topic):
             self._refuse("not_authorized", f"will topic {connect.will.topic!r} denied")
             return
@@ -256,6 +263,7 @@ class ClientSession(asyncio.Protocol):
         )  # fmt: skip
         self._state = _State.OPEN
         self._hub.opened()
+        self._hub.handshake_over(self._address)
         self._report("connect", "", 1)
         if rest:
             self._broker_pump.feed(rest)
@@ -321,6 +329,8 @@ class ClientSession(asyncio.Protocol):
             return
         was_open = self._state is _State.OPEN
         self._state = _State.CLOSED
+        if not was_open:
+            self._hub.handshake_over(self._address)
         self._disarm()
         self._limiter.flush()
         if self._client is not None:

@@ -16,7 +16,7 @@ from werk.uns.broker import EmbeddedBroker
 
 def test_edge_run_births_and_dies_cleanly(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "broker")
-    broker = EmbeddedBroker(settings)
+    broker = EmbeddedBroker(settings, serve_public=True)
     broker.start()
     try:
         seen: queue.Queue[tuple[str, bytes]] = queue.Queue()

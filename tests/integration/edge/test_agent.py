@@ -239,7 +239,7 @@ class _Pair:
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Settings]:
     settings = make_settings(tmp_path / "broker")
-    embedded = EmbeddedBroker(settings)
+    embedded = EmbeddedBroker(settings, serve_public=True)
     embedded.start()
     yield settings
     embedded.stop()

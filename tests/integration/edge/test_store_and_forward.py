@@ -60,7 +60,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def brokers(settings: Settings) -> Iterator[list[EmbeddedBroker]]:
-    running = [EmbeddedBroker(settings)]
+    running = [EmbeddedBroker(settings, serve_public=True)]
     running[0].start()
     yield running
     running[-1].stop()
@@ -69,7 +69,7 @@ def brokers(settings: Settings) -> Iterator[list[EmbeddedBroker]]:
 def _restart(brokers: list[EmbeddedBroker], settings: Settings, down_s: float) -> None:
     brokers[-1].stop()
     time.sleep(down_s)
-    brokers.append(EmbeddedBroker(settings))
+    brokers.append(EmbeddedBroker(settings, serve_public=True))
     brokers[-1].start()
 
 

@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from tests.conftest import admin_client, make_settings, publish, require, wait_until
 from tests.postgres_server import PostgresServer, postgres_binaries
 
-from werk.api import create_app
 from werk.runtime import Runtime
 
 NODE = "acme/berlin/machining/line-1/cell-1/cnc-9"

@@ -27,7 +27,6 @@ from werk.iam.scopes import Principal
 from werk.uns.broker import EmbeddedBroker
 from werk.uns.gateway import MqttGateway
 
-
 BAD_CREDENTIALS = 0x86
 
 

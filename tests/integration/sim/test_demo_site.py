@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import admin_client, free_port, make_settings, wait_until
 
-from werk.api import create_app
 from werk.runtime import Runtime
 
 CNC_1 = "acme/berlin/machining/line-1/cell-1/cnc-1"  # OPC UA

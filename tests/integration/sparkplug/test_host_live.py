@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from tests.conftest import admin_client, make_settings, mqtt_client, wait_until
 from tests.sparkplug_edge import D, E, EdgeNode, G
 
-from werk.api import create_app
 from werk.core.settings import Settings, SparkplugRoute
 from werk.runtime import Runtime
 from werk.sparkplug.codec import Metric, PropertySet

@@ -46,7 +46,6 @@ from tests.integration.sparkplug.interop_support import (
     wait_for_tag,
 )
 
-from werk.api import create_app
 from werk.core.clock import now_ns
 from werk.core.settings import Settings, SparkplugRoute
 from werk.edge.model import Reading, TagSpec

@@ -33,7 +33,7 @@ def broker_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def brokers(broker_settings: Settings) -> Iterator[list[EmbeddedBroker]]:
-    running = [EmbeddedBroker(broker_settings)]
+    running = [EmbeddedBroker(broker_settings, serve_public=True)]
     running[0].start()
     yield running
     running[-1].stop()
@@ -76,7 +76,7 @@ def test_a_broker_outage_loses_and_repeats_no_sample(
         time.sleep(1.5)
         brokers[-1].stop()
         time.sleep(3.0)  # publishing goes on into the buffer
-        brokers.append(EmbeddedBroker(broker_settings))
+        brokers.append(EmbeddedBroker(broker_settings, serve_public=True))
         brokers[-1].start()
         time.sleep(2.0)
         feeder.stop()

@@ -25,6 +25,7 @@ def _start_werk(data_dir: Path, broker_port: int, http_port: int) -> subprocess.
     env = {
         **os.environ,
         "WERK_INGEST_CLIENT_ID": "werk-ingest-crash-test",
+        "WERK_MQTT_ALLOW_ANONYMOUS": "true",  # the test's Mosquitto and publisher are anonymous
         "WERK_LOG_LEVEL": "WARNING",
     }
     command = [

@@ -17,7 +17,7 @@ from werk.uns.broker import EmbeddedBroker
 
 @pytest.fixture
 def broker(settings: Settings) -> Iterator[Settings]:
-    embedded = EmbeddedBroker(settings)
+    embedded = EmbeddedBroker(settings, serve_public=True)
     embedded.start()
     try:
         yield settings

@@ -10,7 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import admin_client, make_settings, publish, wait_until
 
-from werk.api import create_app
 from werk.runtime import Runtime
 
 NODE = "acme/berlin/machining/line-1/cell-1/cnc-1"

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 from tests.conftest import admin_client, make_settings, publish, wait_until
 
-from werk.api import create_app
 from werk.runtime import Runtime
 
 pytestmark = pytest.mark.mosquitto

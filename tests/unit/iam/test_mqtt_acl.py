@@ -124,7 +124,10 @@ def scope_allows_uns(p: Principal, topic: str, permission: str) -> bool | None:
         return None
     node, marker, tags = parts
     path = "/".join([*node, tags[0] if tags else FRESH])
-    allowed = p.allows(permission, path=path)
+    if permission == MQTT_PUBLISH:  # granted by name only, never by a catch-all `*`
+        allowed = any(matches(f, path) for f in p.namespace_filters(permission, explicit=True))
+    else:
+        allowed = p.allows(permission, path=path)
     if marker == "_cmd" and permission == MQTT_PUBLISH:
         allowed = allowed and p.allows(COMMANDS_WRITE, path=path)
     return allowed
@@ -135,13 +138,15 @@ def edge_allows(p: Principal, topic: str, *, publish: bool) -> bool:
     if p.sparkplug is None or levels[0] != "spBv1.0":
         return False
     group, node = p.sparkplug
-    if not publish and p.allows(MQTT_SUBSCRIBE):
+    edge = bool(p.namespace_filters(MQTT_PUBLISH, explicit=True))
+    reads = edge and bool(p.namespace_filters(MQTT_SUBSCRIBE, explicit=True))
+    if not publish and reads:
         if levels[1] == "STATE":
             return True
         if levels[1:4] == [group, "NCMD", node] and len(levels) == 4:
             return True
         return levels[1:4] == [group, "DCMD", node]
-    if not publish or not p.allows(MQTT_PUBLISH) or levels[1] != group or len(levels) < 4:
+    if not publish or not edge or len(levels) < 4 or levels[1] != group:
         return False
     if levels[3] != node or levels[2] not in SPARKPLUG_TYPES[:6]:
         return False
@@ -323,9 +328,11 @@ def test_the_guard_allows_the_union_of_enabled_principals_and_werk_itself() -> N
     assert not guard(f"{ROOT}/{PRESS}/_value/force")
 
 
-def test_the_guard_counts_rest_publishing_and_anonymous_access() -> None:
+def test_the_guard_counts_what_the_rest_api_publishes_and_anonymous_access() -> None:
     api = principal(((UNS_PUBLISH,), ("acme/#",)), kind=PrincipalKind.USER)
     guard = PublishGuard(lambda: [api], ROOT)
+    assert not guard(f"{ROOT}/{PRESS}/_value/force")  # a REST right is no MQTT right
+    guard.expect(f"{ROOT}/{PRESS}/_value/force")  # werk's API is about to publish there
     assert guard(f"{ROOT}/{PRESS}/_value/force")
     assert not guard(f"{ROOT}/{PRESS}/_batch")
     assert not guard("spBv1.0/STATE/werk")
