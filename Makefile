@@ -46,6 +46,7 @@ bench: $(VENV)/.synced
 	$(RUN)/werk bench ingest
 	$(RUN)/werk bench sparkplug
 	$(RUN)/werk bench historian
+	$(RUN)/werk bench auth
 
 clean:
 	rm -rf $(VENV) .werk .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -54,6 +54,7 @@ AUTHENTICATED: Final = "authenticated"
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _API_PATHS: Final = "/api/"
 _DENIED: Final = frozenset({401, 403})
+_UNAUTHENTICATED: Final = 401
 
 
 def install(app: FastAPI) -> None:
@@ -165,7 +166,7 @@ class AuditMiddleware:
         if iam is None:
             return
         event = _event(scope, method, status)
-        if event["actor"] is None and status in _DENIED:
+        if event["actor"] is None and status == _UNAUTHENTICATED:
             repeats = self.anonymous.count(event["ip"])
             if repeats is None:
                 return  # counted; reported with the next event from this address
@@ -174,7 +175,7 @@ class AuditMiddleware:
 
 
 class AnonymousDenials:
-    """At most one audit event per address and minute for refused anonymous requests.
+    """At most one audit event per address and minute for anonymous requests refused a 401.
 
     Without credentials anyone can cause a 401; an event each would let them grow the
     audit log without bound. The suppressed ones are counted into the next event.
