@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict, Unpack
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +48,21 @@ _CSV_FIELDS: Final = (
     "seq", "ts", "actor_id", "actor_name", "org_id", "action", "target", "outcome",
     "status", "ip", "user_agent", "detail", "prev_hash", "hash",
 )  # fmt: skip
+
+
+class AuditFilters(TypedDict, total=False):
+    """What an audit query narrows by; `action` may end in `*` for a prefix."""
+
+    action: str | None
+    outcome: str | None
+    actor_id: str | None
+    since: datetime | None
+    until: datetime | None
+    after_seq: int | None
+    before_seq: int | None
+
+
+_FILTERS: Final = frozenset(AuditFilters.__annotations__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,84 +179,52 @@ class AuditLog:
         self,
         actor: Principal,
         *,
-        action: str | None = None,
-        outcome: str | None = None,
-        actor_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_seq: int | None = None,
-        before_seq: int | None = None,
         newest_first: bool = False,
         limit: int = 100,
+        **filters: Unpack[AuditFilters],
     ) -> list[AuditEventView]:
         """Events the actor may read (its own organisation's unless its scope is wider)."""
-        statement = self._filtered(
-            actor, action=action, outcome=outcome, actor_id=actor_id, since=since,
-            until=until, after_seq=after_seq, before_seq=before_seq,
-        )  # fmt: skip
+        statement = self._filtered(actor, filters)
         order = AuditEventRecord.seq.desc() if newest_first else AuditEventRecord.seq.asc()
         statement = statement.order_by(order).limit(max(1, min(limit, MAX_LIMIT)))
         with session_scope(self._sessions) as session:
             return [AuditEventView.of(r) for r in session.scalars(statement)]
 
     def export(
-        self, actor: Principal, *, fmt: Literal["csv", "jsonl"] | str, **filters: Any
+        self,
+        actor: Principal,
+        *,
+        fmt: Literal["csv", "jsonl"] | str,
+        **filters: Unpack[AuditFilters],
     ) -> Iterator[str]:
         """The matching events as CSV or JSON lines, in chunks of text, oldest first."""
         if fmt not in ("csv", "jsonl"):
             raise ValidationFailed(
                 f"unknown export format {fmt!r}: use csv or jsonl", code="bad_format", fmt=fmt
             )
-        self._filtered(actor)  # refuse before the first chunk, while an error can still show
-        unknown = set(filters) - {"action", "outcome", "actor_id", "since", "until", "after_seq"}
+        self._filtered(actor, {})  # refuse before the first chunk, while an error can still show
+        unknown = set(filters) - (_FILTERS - {"before_seq"})
         if unknown:
             raise ValidationFailed(f"unknown filters {sorted(unknown)}", code="bad_filter")
         self.record(action="audit.export", outcome="ok", actor=actor, detail={"format": fmt})
-        return self._chunks(actor, fmt, dict(filters))
+        return self._chunks(actor, fmt, AuditFilters(**filters))
 
-    def _chunks(self, actor: Principal, fmt: str, filters: dict[str, Any]) -> Iterator[str]:
+    def _chunks(self, actor: Principal, fmt: str, filters: AuditFilters) -> Iterator[str]:
         if fmt == "csv":
             yield _csv_text([_CSV_FIELDS])
-        after = filters.pop("after_seq", None)
-        while True:
-            page = self.query(actor, after_seq=after, limit=_EXPORT_PAGE, **filters)
-            if not page:
-                return
+        while page := self.query(actor, limit=_EXPORT_PAGE, **filters):
             yield _csv_text([_csv_row(e) for e in page]) if fmt == "csv" else _jsonl(page)
-            after = page[-1].seq
+            filters["after_seq"] = page[-1].seq
 
-    def _filtered(
-        self,
-        actor: Principal,
-        *,
-        action: str | None = None,
-        outcome: str | None = None,
-        actor_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_seq: int | None = None,
-        before_seq: int | None = None,
-    ) -> Select[AuditEventRecord]:
+    def _filtered(self, actor: Principal, filters: AuditFilters) -> Select[AuditEventRecord]:
         if not actor.allows(AUDIT_READ):
             raise Forbidden(f"this needs the permission {AUDIT_READ!r}", code="forbidden")
         record = AuditEventRecord
         statement = select(record)
         if not actor.org_wide(AUDIT_READ):
             statement = statement.where(record.org_id == actor.org_id)
-        if action:
-            statement = statement.where(_action_clause(action))
-        if outcome is not None:
-            statement = statement.where(record.outcome == outcome)
-        if actor_id is not None:
-            statement = statement.where(record.actor_id == actor_id)
-        if since is not None:
-            statement = statement.where(record.ts >= since)
-        if until is not None:
-            statement = statement.where(record.ts < until)
-        if after_seq is not None:
-            statement = statement.where(record.seq > after_seq)
-        if before_seq is not None:
-            statement = statement.where(record.seq < before_seq)
+        for clause in _clauses(filters):
+            statement = statement.where(clause)
         return statement
 
     def verify(self) -> AuditVerification:
@@ -306,6 +289,24 @@ def _chained(session: Session, event: _Event) -> AuditEventRecord:
         status=event.status, ip=event.ip, user_agent=event.user_agent, detail=event.detail,
         prev_hash=prev, hash=chain_hash(prev, event.canonical(seq)),
     )  # fmt: skip
+
+
+def _clauses(filters: AuditFilters) -> Iterator[Any]:
+    record = AuditEventRecord
+    if action := filters.get("action"):
+        yield _action_clause(action)
+    if (outcome := filters.get("outcome")) is not None:
+        yield record.outcome == outcome
+    if (actor_id := filters.get("actor_id")) is not None:
+        yield record.actor_id == actor_id
+    if (since := filters.get("since")) is not None:
+        yield record.ts >= since
+    if (until := filters.get("until")) is not None:
+        yield record.ts < until
+    if (after_seq := filters.get("after_seq")) is not None:
+        yield record.seq > after_seq
+    if (before_seq := filters.get("before_seq")) is not None:
+        yield record.seq < before_seq
 
 
 def _action_clause(action: str) -> Any:

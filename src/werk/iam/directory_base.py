@@ -38,6 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 ALL_PRINCIPALS: Final = "*"
 Listener = Callable[[str], None]
 _Record = TypeVar("_Record", OrgRecord, PrincipalRecord, GroupRecord, RoleRecord, BindingRecord)
+_Owned = TypeVar("_Owned", PrincipalRecord, GroupRecord)
 _WHAT: Final[dict[type[Any], str]] = {
     OrgRecord: "organisation",
     PrincipalRecord: "principal",
@@ -140,32 +141,19 @@ class DirectoryBase:
             raise NotFound(f"no such {_WHAT[model]}", code="not_found")
         return found
 
-    def _visible_principal(
+    def _visible(
         self,
         actor: Principal,
         session: Session,
-        principal_id: str,
+        model: type[_Owned],
+        object_id: str,
         *,
         admin: bool = False,
-        what: str = "principal",
-    ) -> PrincipalRecord:
-        record = session.get(PrincipalRecord, principal_id)
-        if record is None:
-            raise NotFound(f"no such {what}", code="not_found")
-        check = self._check_admin if admin else self._check_read
-        check(actor, record.org_id, what)
-        return record
-
-    def _visible_group(
-        self,
-        actor: Principal,
-        session: Session,
-        group_id: str,
-        *,
-        admin: bool = False,
-        what: str = "group",
-    ) -> GroupRecord:
-        record = session.get(GroupRecord, group_id)
+        what: str | None = None,
+    ) -> _Owned:
+        """A principal or group the actor may see (or administer, with `admin`)."""
+        what = what or _WHAT[model]
+        record = session.get(model, object_id)
         if record is None:
             raise NotFound(f"no such {what}", code="not_found")
         check = self._check_admin if admin else self._check_read

@@ -106,13 +106,11 @@ class BindingsPart(DirectoryBase):
     ) -> tuple[OrgRecord, tuple[str, ...]]:
         """The organisation of a binding's target and the principals it affects."""
         if principal_id is not None:
-            principal = self._visible_principal(
-                actor, session, principal_id, admin=True, what=what or "principal"
+            principal = self._visible(
+                actor, session, PrincipalRecord, principal_id, admin=True, what=what
             )
             return self._get(session, OrgRecord, principal.org_id), (principal.id,)
-        group = self._visible_group(
-            actor, session, group_id or "", admin=True, what=what or "group"
-        )
+        group = self._visible(actor, session, GroupRecord, group_id or "", admin=True, what=what)
         return self._get(session, OrgRecord, group.org_id), self._members(session, group.id)
 
     def _role_for(

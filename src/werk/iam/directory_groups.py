@@ -8,7 +8,15 @@ from sqlalchemy.orm import Session
 from werk.core.errors import Conflict, Forbidden, ValidationFailed
 from werk.iam.directory_base import DirectoryBase, grant_of
 from werk.iam.directory_rules import check_name
-from werk.iam.models import BindingRecord, GroupMember, GroupRecord, OrgRecord, RoleRecord, new_id
+from werk.iam.models import (
+    BindingRecord,
+    GroupMember,
+    GroupRecord,
+    OrgRecord,
+    PrincipalRecord,
+    RoleRecord,
+    new_id,
+)
 from werk.iam.scopes import Principal
 from werk.iam.views import GroupView
 
@@ -34,7 +42,7 @@ class GroupsPart(DirectoryBase):
     def get_group(self, actor: Principal, group_id: str) -> GroupView:
         """One group; NotFound outside the actor's scope."""
         with self._session() as session:
-            record = self._visible_group(actor, session, group_id)
+            record = self._visible(actor, session, GroupRecord, group_id)
             return GroupView.of(record, self._members(session, record.id))
 
     def create_group(self, actor: Principal, *, org_id: str, name: str) -> GroupView:
@@ -58,7 +66,7 @@ class GroupsPart(DirectoryBase):
         """Add a principal of the group's organisation; it gains the group's grants."""
         with self._session() as session:
             group = self._changeable_group(actor, session, group_id)
-            member = self._visible_principal(actor, session, principal_id, admin=True)
+            member = self._visible(actor, session, PrincipalRecord, principal_id, admin=True)
             if member.org_id != group.org_id:
                 raise ValidationFailed(
                     "a group holds principals of its own organisation only", code="other_org"
@@ -75,7 +83,7 @@ class GroupsPart(DirectoryBase):
         """Remove a principal from a group; it loses the group's grants."""
         with self._session() as session:
             group = self._changeable_group(actor, session, group_id)
-            self._visible_principal(actor, session, principal_id, admin=True)
+            self._visible(actor, session, PrincipalRecord, principal_id, admin=True)
             session.execute(
                 delete(GroupMember).where(
                     GroupMember.group_id == group_id, GroupMember.principal_id == principal_id
@@ -100,7 +108,7 @@ class GroupsPart(DirectoryBase):
 
     def _changeable_group(self, actor: Principal, session: Session, group_id: str) -> GroupRecord:
         """A group whose every grant the actor could give (so changing it escalates nothing)."""
-        group = self._visible_group(actor, session, group_id, admin=True)
+        group = self._visible(actor, session, GroupRecord, group_id, admin=True)
         rows = session.execute(
             select(BindingRecord, RoleRecord)
             .join(RoleRecord, RoleRecord.id == BindingRecord.role_id)

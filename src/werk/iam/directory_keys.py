@@ -52,7 +52,7 @@ class KeysPart(DirectoryBase):
         key_id, secret, digest = new_api_key()
         broker_hash = mosquitto_hash(secret)
         with self._session() as session:
-            owner = self._visible_principal(actor, session, principal_id, admin=True)
+            owner = self._visible(actor, session, PrincipalRecord, principal_id, admin=True)
             self._check_dominates(actor, session, principal_id)
             record = ApiKeyRecord(
                 id=key_id, principal_id=owner.id, name=name, secret_hash=digest,
@@ -70,8 +70,8 @@ class KeysPart(DirectoryBase):
             record = session.get(ApiKeyRecord, key_id)
             if record is None:
                 raise NotFound("no such API key", code="not_found")
-            owner = self._visible_principal(
-                actor, session, record.principal_id, admin=True, what="API key"
+            owner = self._visible(
+                actor, session, PrincipalRecord, record.principal_id, admin=True, what="API key"
             )
             self._check_dominates(actor, session, owner.id)
             if record.revoked_at is None:

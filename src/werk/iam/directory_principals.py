@@ -55,7 +55,7 @@ class PrincipalsPart(DirectoryBase):
     def get_principal(self, actor: Principal, principal_id: str) -> PrincipalView:
         """One principal; NotFound outside the actor's scope."""
         with self._session() as session:
-            return PrincipalView.of(self._visible_principal(actor, session, principal_id))
+            return PrincipalView.of(self._visible(actor, session, PrincipalRecord, principal_id))
 
     def create_user(
         self,
@@ -201,7 +201,7 @@ class PrincipalsPart(DirectoryBase):
         self._notify([principal_id])
 
     def _changeable(self, actor: Principal, session: Session, principal_id: str) -> PrincipalRecord:
-        record = self._visible_principal(actor, session, principal_id, admin=True)
+        record = self._visible(actor, session, PrincipalRecord, principal_id, admin=True)
         self._check_dominates(actor, session, principal_id)
         return record
 
