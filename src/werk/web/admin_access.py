@@ -12,10 +12,9 @@ from werk.historian.layers import Layer
 from werk.iam.views import ApiKeyView, BindingView, RoleView
 from werk.web.admin_common import (
     Admin,
-    action_cell,
+    admin_table,
     close_row,
     column,
-    table,
     when,
 )
 
@@ -25,7 +24,6 @@ _BINDING_COLUMNS: Final = [
     column("namespace", "Namespace"),
     column("layers", "Layers"),
     column("org_scope", "Organisations"),
-    column("actions", ""),
 ]
 _KEY_COLUMNS: Final = [
     column("name", "Name"),
@@ -34,7 +32,6 @@ _KEY_COLUMNS: Final = [
     column("created", "Created (UTC)"),
     column("last_used", "Last used (UTC)"),
     column("expires", "Expires (UTC)"),
-    column("actions", ""),
 ]
 _ORG_SCOPES: Final = {"own": "Its own organisation", "any": "Every organisation"}
 
@@ -54,11 +51,11 @@ class RolesDialog:
         title = f"Roles of {principal['name']}"
         dialog, body = self._admin.form_dialog(title, "roles-dialog", wide=True)
         with body:
-            self._table = table(_BINDING_COLUMNS, "binding-table")
-            self._table.add_slot(
-                "body-cell-actions", action_cell([("unbind", "Take back", "remove", "true")])
-            )
-            self._table.on("unbind", self._unbind)
+            self._table = admin_table(
+                _BINDING_COLUMNS, "binding-table", changes=True,
+                actions=[("unbind", "Take back", "remove", "true")],
+                handlers={"unbind": self._unbind},
+            )  # fmt: skip
             self._form = ui.column().classes("w-full gap-2")
             close_row(dialog)
 
@@ -150,12 +147,11 @@ class KeysDialog:
         title = f"API keys of {self._name}"
         dialog, body = self._admin.form_dialog(title, "keys-dialog", wide=True)
         with body:
-            self._table = table(_KEY_COLUMNS, "key-table")
-            self._table.add_slot(
-                "body-cell-actions",
-                action_cell([("revoke", "Revoke", "block", "props.row.status == 'active'")]),
-            )
-            self._table.on("revoke", self._revoke)
+            self._table = admin_table(
+                _KEY_COLUMNS, "key-table", changes=True,
+                actions=[("revoke", "Revoke", "block", "props.row.status == 'active'")],
+                handlers={"revoke": self._revoke},
+            )  # fmt: skip
             with ui.row().classes("w-full items-center no-wrap gap-2"):
                 self._key_name = ui.input("Name of a new key", value="default").props(
                     "outlined dense data-testid=key-name"

@@ -7,12 +7,12 @@ so the directory's tenant and escalation checks apply; a refused change shows it
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from nicegui import ui
+from nicegui import events, ui
 from starlette.concurrency import run_in_threadpool
 
 from werk.core.errors import WerkError
@@ -137,7 +137,39 @@ def table(columns: list[dict[str, Any]], testid: str) -> ui.table:
     return found
 
 
-def action_cell(actions: list[tuple[str, str, str, str]]) -> str:
+Handler = Callable[[events.GenericEventArguments], Any]
+Action = tuple[str, str, str, str]
+
+
+def admin_table(
+    columns: list[dict[str, Any]],
+    testid: str,
+    *,
+    changes: bool,
+    actions: Sequence[Action] = (),
+    handlers: Mapping[str, Handler] | None = None,
+    cells: Mapping[str, str] | None = None,
+) -> ui.table:
+    """A page's table; with `changes`, a cell of row `actions` whose events go to `handlers`."""
+    shown = [*columns, column("actions", "")] if changes and actions else columns
+    found = table(shown, testid)
+    for name, template in (cells or {}).items():
+        found.add_slot(f"body-cell-{name}", template)
+    if changes and actions:
+        found.add_slot("body-cell-actions", action_cell(actions))
+        for event, handler in (handlers or {}).items():
+            found.on(event, handler)
+    return found
+
+
+def new_button(label: str, icon: str, on_click: Callable[[], Any], testid: str) -> ui.button:
+    """The button that opens a page's form for a new object."""
+    return ui.button(label, icon=icon, on_click=on_click).props(
+        f"unelevated no-caps color=primary data-testid={testid}"
+    )
+
+
+def action_cell(actions: Sequence[Action]) -> str:
     """A cell of row buttons: (event, label, icon, Vue condition on `props.row`)."""
     buttons = "".join(
         f'<q-btn v-if="{condition}" dense flat no-caps size="sm" icon="{icon}" label="{label}" '

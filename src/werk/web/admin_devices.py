@@ -7,22 +7,18 @@ from typing import Any, Final
 from nicegui import events, ui
 
 from werk.iam.permissions import IAM_READ
-from werk.iam.views import BindingView, OrgView, PrincipalView
-from werk.web.admin_access import KeysDialog, RolesDialog, summary
+from werk.iam.views import BindingView, PrincipalView
+from werk.web.admin_access import KeysDialog, summary
 from werk.web.admin_common import (
     Admin,
-    action_cell,
     admin_frame,
     column,
     may_change,
-    org_names,
-    org_select,
-    status_cell,
+    new_button,
     submit_row,
-    table,
     text_field,
 )
-from werk.web.admin_users import load_directory, principal_status
+from werk.web.admin_principals import ROLES_ACTION, PrincipalsView, principal_status
 from werk.web.auth import guarded_page
 from werk.web.context import WebContext
 
@@ -36,12 +32,10 @@ _COLUMNS: Final = [
     column("roles", "Roles"),
     column("status", "Status"),
 ]
-_ACTIONS: Final = [
+_ACTIONS: Final = (
     ("keys", "API keys", "key", "true"),
-    ("roles", "Roles", "badge", "true"),
-    ("disable", "Disable", "block", "props.row.status != 'disabled'"),
-    ("enable", "Enable", "check_circle", "props.row.status == 'disabled'"),
-]
+    ROLES_ACTION,
+)
 
 
 def register(context: WebContext) -> None:
@@ -57,45 +51,40 @@ def register(context: WebContext) -> None:
             await view.refresh()
 
 
-class DevicesView:
+class DevicesView(PrincipalsView):
     """Devices and service accounts the viewer sees; administrators manage them and keys."""
 
+    kinds = _KINDS
+
     def __init__(self, admin: Admin) -> None:
-        self._admin = admin
-        self._orgs: list[OrgView] = []
-        changes = may_change(admin.seat)
-        if changes:
+        if may_change(admin.seat):
             with ui.row().classes("gap-2"):
-                ui.button("New device", icon="add", on_click=self._new_device).props(
-                    "unelevated no-caps color=primary data-testid=device-new"
-                )
+                new_button("New device", "add", self._new_device, "device-new")
                 ui.button("New service account", icon="add", on_click=self._new_service).props(
                     "outline no-caps color=primary data-testid=service-new"
                 )
-        columns = [*_COLUMNS, column("actions", "")] if changes else _COLUMNS
-        self._table = table(columns, "device-table")
-        self._table.add_slot("body-cell-status", status_cell())
-        if not changes:
-            return
-        self._table.add_slot("body-cell-actions", action_cell(_ACTIONS))
-        self._table.on("keys", self._keys)
-        self._table.on("roles", self._roles)
-        self._table.on("disable", lambda e: self._set_disabled(e, True))
-        self._table.on("enable", lambda e: self._set_disabled(e, False))
+        super().__init__(admin, _COLUMNS, "device-table", _ACTIONS, {"keys": self._keys})
 
-    async def refresh(self) -> None:
-        """Load the devices and service accounts again."""
-        found = await self._admin.read(lambda iam, actor: load_directory(iam, actor, _KINDS))
-        if found is None:
-            return
-        self._orgs = found.orgs
-        names = org_names(found.orgs)
-        self._table.rows = [_row(p, names, found.bindings.get(p.id, [])) for p in found.users]
+    def row(
+        self, principal: PrincipalView, orgs: dict[str, str], bindings: list[BindingView]
+    ) -> dict[str, Any]:
+        """A device's or service account's row."""
+        sparkplug = principal.sparkplug
+        return {
+            "key": principal.name,
+            "id": principal.id,
+            "name": principal.name,
+            "kind": _KIND_LABELS[principal.kind],
+            "org": orgs.get(principal.org_id, ""),
+            "sparkplug": f"{sparkplug[0]}/{sparkplug[1]}" if sparkplug else "—",
+            "roles": summary(bindings),
+            "status": principal_status(principal),
+        }
 
     def _new_device(self) -> None:
         dialog, body = self._admin.form_dialog("New device", "device-dialog")
         with body:
-            org = org_select(self._orgs, self._admin.seat.principal.org_id, "device-org")
+            org = self.new_in("device-org")
             name = text_field("Name (its MQTT username)", "device-name")
             display = text_field("Description (optional)", "device-display-name")
             ui.label(
@@ -124,7 +113,7 @@ class DevicesView:
     def _new_service(self) -> None:
         dialog, body = self._admin.form_dialog("New service account", "service-dialog")
         with body:
-            org = org_select(self._orgs, self._admin.seat.principal.org_id, "service-org")
+            org = self.new_in("service-org")
             name = text_field("Name (its OAuth2 client id)", "service-name")
             display = text_field("Description (optional)", "service-display-name")
 
@@ -149,32 +138,3 @@ class DevicesView:
 
     async def _keys(self, event: events.GenericEventArguments) -> None:
         await KeysDialog(self._admin, event.args).load()
-
-    async def _roles(self, event: events.GenericEventArguments) -> None:
-        await RolesDialog(self._admin, event.args, self.refresh).load()
-
-    async def _set_disabled(self, event: events.GenericEventArguments, disabled: bool) -> None:
-        principal_id, name = event.args["id"], event.args["name"]
-        if await self._admin.change(
-            lambda iam, actor: iam.directory.update_principal(
-                actor, principal_id, disabled=disabled
-            ),
-            f"{name} {'disabled' if disabled else 'enabled'}",
-        ):
-            await self.refresh()
-
-
-def _row(
-    principal: PrincipalView, orgs: dict[str, str], bindings: list[BindingView]
-) -> dict[str, Any]:
-    sparkplug = principal.sparkplug
-    return {
-        "key": principal.name,
-        "id": principal.id,
-        "name": principal.name,
-        "kind": _KIND_LABELS[principal.kind],
-        "org": orgs.get(principal.org_id, ""),
-        "sparkplug": f"{sparkplug[0]}/{sparkplug[1]}" if sparkplug else "—",
-        "roles": summary(bindings),
-        "status": principal_status(principal),
-    }

@@ -12,7 +12,7 @@ from werk.iam.permissions import IAM_READ
 from werk.iam.scopes import Principal
 from werk.iam.views import ApiKeyView, CredentialView
 from werk.web.admin_access import key_row
-from werk.web.admin_common import Admin, action_cell, admin_frame, column, may_change, table, when
+from werk.web.admin_common import Admin, admin_frame, admin_table, column, may_change, when
 from werk.web.auth import guarded_page
 from werk.web.context import WebContext
 
@@ -86,20 +86,16 @@ class KeysView:
         self._admin = admin
         changes = may_change(admin.seat)
         ui.label("API keys").classes("text-lg font-semibold text-grey-9")
-        self._keys = table(_with_actions(_KEY_COLUMNS, changes), "apikey-table")
+        self._keys = admin_table(
+            _KEY_COLUMNS, "apikey-table", changes=changes,
+            actions=[("revoke", "Revoke", "block", "props.row.status == 'active'")],
+            handlers={"revoke": self._revoke_key},
+        )  # fmt: skip
         ui.label("Live sign-ins").classes("text-lg font-semibold text-grey-9 q-mt-md")
-        self._sign_ins = table(_with_actions(_SIGN_IN_COLUMNS, changes), "signin-table")
-        if not changes:
-            return
-        self._keys.add_slot(
-            "body-cell-actions",
-            action_cell([("revoke", "Revoke", "block", "props.row.status == 'active'")]),
-        )
-        self._keys.on("revoke", self._revoke_key)
-        self._sign_ins.add_slot(
-            "body-cell-actions", action_cell([("end", "Revoke", "logout", "true")])
-        )
-        self._sign_ins.on("end", self._end_sign_in)
+        self._sign_ins = admin_table(
+            _SIGN_IN_COLUMNS, "signin-table", changes=changes,
+            actions=[("end", "Revoke", "logout", "true")], handlers={"end": self._end_sign_in},
+        )  # fmt: skip
 
     async def refresh(self) -> None:
         """Load keys and sign-ins again."""
@@ -125,10 +121,6 @@ class KeysView:
             f"The {event.args['kind']} of {event.args['owner']} is revoked",
         ):
             await self.refresh()
-
-
-def _with_actions(columns: list[dict[str, Any]], changes: bool) -> list[dict[str, Any]]:
-    return [*columns, column("actions", "")] if changes else columns
 
 
 def _sign_in_row(credential: CredentialView, owners: dict[str, str]) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from werk.iam.permissions import IAM_READ
 from werk.iam.views import OrgView
 from werk.web.admin_common import (
     Admin,
-    action_cell,
     admin_frame,
+    admin_table,
     column,
     may_change,
+    new_button,
     status_cell,
     submit_row,
-    table,
     when,
 )
 from werk.web.auth import guarded_page
@@ -29,10 +29,10 @@ _COLUMNS: Final = [
     column("status", "Status"),
     column("created", "Created (UTC)"),
 ]
-_ACTIONS: Final = [
+_ACTIONS: Final = (
     ("disable", "Disable", "block", "props.row.status == 'active'"),
     ("enable", "Enable", "check_circle", "props.row.status != 'active'"),
-]
+)
 
 
 def register(context: WebContext) -> None:
@@ -54,16 +54,15 @@ class OrgsView:
         self._admin = admin
         changes = may_change(admin.seat)
         if changes:
-            ui.button("New organisation", icon="add", on_click=self._new).props(
-                "unelevated no-caps color=primary data-testid=org-new"
-            )
-        columns = [*_COLUMNS, column("actions", "")] if changes else _COLUMNS
-        self._table = table(columns, "org-table")
-        self._table.add_slot("body-cell-status", status_cell())
-        if changes:
-            self._table.add_slot("body-cell-actions", action_cell(_ACTIONS))
-            self._table.on("disable", lambda e: self._set_disabled(e, True))
-            self._table.on("enable", lambda e: self._set_disabled(e, False))
+            new_button("New organisation", "add", self._new, "org-new")
+        handlers = {
+            "disable": lambda e: self._set_disabled(e, True),
+            "enable": lambda e: self._set_disabled(e, False),
+        }
+        self._table = admin_table(
+            _COLUMNS, "org-table", changes=changes, actions=_ACTIONS, handlers=handlers,
+            cells={"status": status_cell()},
+        )  # fmt: skip
 
     async def refresh(self) -> None:
         """Load the organisations again."""

@@ -10,14 +10,14 @@ from werk.iam.permissions import ALL, IAM_READ
 from werk.iam.views import OrgView, RoleView
 from werk.web.admin_common import (
     Admin,
-    action_cell,
     admin_frame,
+    admin_table,
     column,
     may_change,
+    new_button,
     org_names,
     org_select,
     submit_row,
-    table,
     text_field,
 )
 from werk.web.auth import guarded_page
@@ -31,10 +31,10 @@ _COLUMNS: Final = [
     column("description", "Description"),
     column("permissions", "Permissions"),
 ]
-_ACTIONS: Final = [
+_ACTIONS: Final = (
     ("edit", "Change", "edit", "!props.row.builtin"),
     ("delete", "Delete", "delete", "!props.row.builtin"),
-]
+)
 _PERMISSIONS_CELL: Final = (
     '<q-td :props="props"><div class="row gap-1">'
     '<q-badge v-for="p in props.row.permissions" :key="p" outline color="primary" :label="p" />'
@@ -63,16 +63,12 @@ class RolesView:
         self._orgs: list[OrgView] = []
         changes = may_change(admin.seat)
         if changes:
-            ui.button("New role", icon="add", on_click=self._new).props(
-                "unelevated no-caps color=primary data-testid=role-new"
-            )
-        columns = [*_COLUMNS, column("actions", "")] if changes else _COLUMNS
-        self._table = table(columns, "role-table")
-        self._table.add_slot("body-cell-permissions", _PERMISSIONS_CELL)
-        if changes:
-            self._table.add_slot("body-cell-actions", action_cell(_ACTIONS))
-            self._table.on("edit", self._edit)
-            self._table.on("delete", self._delete)
+            new_button("New role", "add", self._new, "role-new")
+        self._table = admin_table(
+            _COLUMNS, "role-table", changes=changes, actions=_ACTIONS,
+            handlers={"edit": self._edit, "delete": self._delete},
+            cells={"permissions": _PERMISSIONS_CELL},
+        )  # fmt: skip
 
     async def refresh(self) -> None:
         """Load the roles again."""

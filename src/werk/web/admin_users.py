@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from nicegui import events, ui
+from nicegui import events
 
 from werk.iam.directory_rules import generate_password
 from werk.iam.permissions import IAM_READ
-from werk.iam.scopes import Principal
-from werk.iam.views import BindingView, OrgView, PrincipalView
-from werk.web.admin_access import RolesDialog, summary
+from werk.iam.views import BindingView, PrincipalView
+from werk.web.admin_access import summary
 from werk.web.admin_common import (
     Admin,
-    action_cell,
     admin_frame,
     column,
     may_change,
-    org_names,
-    org_select,
-    status_cell,
+    new_button,
     submit_row,
-    table,
     text_field,
 )
+from werk.web.admin_principals import ROLES_ACTION, PrincipalsView, principal_status
 from werk.web.auth import guarded_page
 from werk.web.context import WebContext
-
-if TYPE_CHECKING:
-    from werk.iam.service import Iam
 
 _COLUMNS: Final = [
     column("name", "Username", sortable=True),
@@ -42,32 +32,11 @@ _COLUMNS: Final = [
     column("roles", "Roles"),
     column("status", "Status"),
 ]
-_ACTIONS: Final = [
-    ("roles", "Roles", "badge", "true"),
+_ACTIONS: Final = (
+    ROLES_ACTION,
     ("password", "Reset password", "password", "!props.row.sso"),
     ("signout", "Sign out everywhere", "logout", "true"),
-    ("disable", "Disable", "block", "props.row.status != 'disabled'"),
-    ("enable", "Enable", "check_circle", "props.row.status == 'disabled'"),
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Directory:
-    """What the users page shows: users, organisations and who holds which role."""
-
-    users: list[PrincipalView]
-    orgs: list[OrgView]
-    bindings: dict[str, list[BindingView]]
-
-
-def load_directory(iam: Iam, actor: Principal, kinds: tuple[str, ...]) -> Directory:
-    """The principals of `kinds` the actor sees, with organisations and roles."""
-    found = [p for kind in kinds for p in iam.directory.list_principals(actor, kind=kind)]
-    bindings: dict[str, list[BindingView]] = defaultdict(list)
-    for binding in iam.directory.list_bindings(actor):
-        if binding.principal_id is not None:
-            bindings[binding.principal_id].append(binding)
-    return Directory(found, iam.directory.list_orgs(actor), dict(bindings))
+)
 
 
 def register(context: WebContext) -> None:
@@ -80,44 +49,38 @@ def register(context: WebContext) -> None:
             await view.refresh()
 
 
-class UsersView:
+class UsersView(PrincipalsView):
     """The users the viewer sees; administrators manage them."""
 
-    def __init__(self, admin: Admin) -> None:
-        self._admin = admin
-        self._orgs: list[OrgView] = []
-        changes = may_change(admin.seat)
-        if changes:
-            ui.button("New user", icon="person_add", on_click=self._new).props(
-                "unelevated no-caps color=primary data-testid=user-new"
-            )
-        columns = [*_COLUMNS, column("actions", "")] if changes else _COLUMNS
-        self._table = table(columns, "user-table")
-        self._table.add_slot("body-cell-status", status_cell())
-        if not changes:
-            return
-        self._table.add_slot("body-cell-actions", action_cell(_ACTIONS))
-        self._table.on("roles", self._roles)
-        self._table.on("password", self._reset_password)
-        self._table.on("signout", self._sign_out)
-        self._table.on("disable", lambda e: self._set_disabled(e, True))
-        self._table.on("enable", lambda e: self._set_disabled(e, False))
+    kinds = ("user",)
 
-    async def refresh(self) -> None:
-        """Load the users, their organisations and roles again."""
-        found = await self._admin.read(lambda iam, actor: load_directory(iam, actor, ("user",)))
-        if found is None:
-            return
-        self._orgs = found.orgs
-        names = org_names(found.orgs)
-        self._table.rows = [
-            _row(user, names, found.bindings.get(user.id, [])) for user in found.users
-        ]
+    def __init__(self, admin: Admin) -> None:
+        if may_change(admin.seat):
+            new_button("New user", "person_add", self._new, "user-new")
+        handlers = {"password": self._reset_password, "signout": self._sign_out}
+        super().__init__(admin, _COLUMNS, "user-table", _ACTIONS, handlers)
+
+    def row(
+        self, principal: PrincipalView, orgs: dict[str, str], bindings: list[BindingView]
+    ) -> dict[str, Any]:
+        """A user's row."""
+        return {
+            "key": principal.name,
+            "id": principal.id,
+            "name": principal.name,
+            "display_name": principal.display_name,
+            "org": orgs.get(principal.org_id, ""),
+            "email": principal.email or "",
+            "login": "single sign-on" if principal.sso else "password",
+            "sso": principal.sso,
+            "roles": summary(bindings),
+            "status": principal_status(principal),
+        }
 
     def _new(self) -> None:
         dialog, body = self._admin.form_dialog("New user", "user-dialog")
         with body:
-            org = org_select(self._orgs, self._admin.seat.principal.org_id, "user-org")
+            org = self.new_in("user-org")
             name = text_field("Username", "user-name")
             display = text_field("Name", "user-display-name")
             email = text_field("Email (optional)", "user-email")
@@ -138,9 +101,6 @@ class UsersView:
                 dialog.delete()
 
             submit_row(dialog, "Create", create, "user-submit")
-
-    async def _roles(self, event: events.GenericEventArguments) -> None:
-        await RolesDialog(self._admin, event.args, self.refresh).load()
 
     def _reset_password(self, event: events.GenericEventArguments) -> None:
         user_id, name = event.args["id"], event.args["name"]
@@ -176,14 +136,6 @@ class UsersView:
             "confirm-signout",
         )
 
-    async def _set_disabled(self, event: events.GenericEventArguments, disabled: bool) -> None:
-        user_id, name = event.args["id"], event.args["name"]
-        if await self._admin.change(
-            lambda iam, actor: iam.directory.update_principal(actor, user_id, disabled=disabled),
-            f"{name} {'disabled' if disabled else 'enabled'}",
-        ):
-            await self.refresh()
-
 
 def _show_password(admin: Admin, name: str, password: str) -> None:
     admin.show_secret(
@@ -193,26 +145,3 @@ def _show_password(admin: Admin, name: str, password: str) -> None:
         "cannot show it again.",
         "new-password",
     )
-
-
-def principal_status(principal: PrincipalView) -> str:
-    """active, disabled or locked."""
-    if principal.disabled:
-        return "disabled"
-    locked = principal.locked_until
-    return "locked" if locked is not None and locked > datetime.now(UTC) else "active"
-
-
-def _row(user: PrincipalView, orgs: dict[str, str], bindings: list[BindingView]) -> dict[str, Any]:
-    return {
-        "key": user.name,
-        "id": user.id,
-        "name": user.name,
-        "display_name": user.display_name,
-        "org": orgs.get(user.org_id, ""),
-        "email": user.email or "",
-        "login": "single sign-on" if user.sso else "password",
-        "sso": user.sso,
-        "roles": summary(bindings),
-        "status": principal_status(user),
-    }
