@@ -7,8 +7,8 @@ from typing import Any, Final
 from nicegui import events, ui
 
 from werk.iam.permissions import IAM_READ
-from werk.iam.views import BindingView, PrincipalView
-from werk.web.admin_access import KeysDialog, summary
+from werk.iam.views import PrincipalView
+from werk.web.admin_access import KeysDialog
 from werk.web.admin_common import (
     Admin,
     admin_frame,
@@ -18,7 +18,7 @@ from werk.web.admin_common import (
     submit_row,
     text_field,
 )
-from werk.web.admin_principals import ROLES_ACTION, PrincipalsView, principal_status
+from werk.web.admin_principals import ROLES_ACTION, PrincipalsView
 from werk.web.auth import guarded_page
 from werk.web.context import WebContext
 
@@ -65,20 +65,12 @@ class DevicesView(PrincipalsView):
                 )
         super().__init__(admin, _COLUMNS, "device-table", _ACTIONS, {"keys": self._keys})
 
-    def row(
-        self, principal: PrincipalView, orgs: dict[str, str], bindings: list[BindingView]
-    ) -> dict[str, Any]:
-        """A device's or service account's row."""
+    def columns_of(self, principal: PrincipalView) -> dict[str, Any]:
+        """The kind and the Sparkplug edge node."""
         sparkplug = principal.sparkplug
         return {
-            "key": principal.name,
-            "id": principal.id,
-            "name": principal.name,
             "kind": _KIND_LABELS[principal.kind],
-            "org": orgs.get(principal.org_id, ""),
             "sparkplug": f"{sparkplug[0]}/{sparkplug[1]}" if sparkplug else "—",
-            "roles": summary(bindings),
-            "status": principal_status(principal),
         }
 
     def _new_device(self) -> None:

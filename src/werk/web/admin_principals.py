@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 from nicegui import events, ui
 
 from werk.iam.views import BindingView, OrgView, PrincipalView
-from werk.web.admin_access import RolesDialog
+from werk.web.admin_access import RolesDialog, summary
 from werk.web.admin_common import (
     Action,
     Admin,
@@ -102,11 +102,23 @@ class PrincipalsView(ABC):
             self.row(p, names, found.bindings.get(p.id, [])) for p in found.principals
         ]
 
-    @abstractmethod
     def row(
         self, principal: PrincipalView, orgs: dict[str, str], bindings: list[BindingView]
     ) -> dict[str, Any]:
         """The table row of one principal."""
+        return {
+            "key": principal.name,
+            "id": principal.id,
+            "name": principal.name,
+            "org": orgs.get(principal.org_id, ""),
+            "roles": summary(bindings),
+            "status": principal_status(principal),
+            **self.columns_of(principal),
+        }
+
+    @abstractmethod
+    def columns_of(self, principal: PrincipalView) -> dict[str, Any]:
+        """The row fields only this page shows."""
 
     def new_in(self, testid: str) -> ui.select:
         """The organisation choice of a form for a new principal."""

@@ -8,8 +8,7 @@ from nicegui import events
 
 from werk.iam.directory_rules import generate_password
 from werk.iam.permissions import IAM_READ
-from werk.iam.views import BindingView, PrincipalView
-from werk.web.admin_access import summary
+from werk.iam.views import PrincipalView
 from werk.web.admin_common import (
     Admin,
     admin_frame,
@@ -19,7 +18,7 @@ from werk.web.admin_common import (
     submit_row,
     text_field,
 )
-from werk.web.admin_principals import ROLES_ACTION, PrincipalsView, principal_status
+from werk.web.admin_principals import ROLES_ACTION, PrincipalsView
 from werk.web.auth import guarded_page
 from werk.web.context import WebContext
 
@@ -60,21 +59,13 @@ class UsersView(PrincipalsView):
         handlers = {"password": self._reset_password, "signout": self._sign_out}
         super().__init__(admin, _COLUMNS, "user-table", _ACTIONS, handlers)
 
-    def row(
-        self, principal: PrincipalView, orgs: dict[str, str], bindings: list[BindingView]
-    ) -> dict[str, Any]:
-        """A user's row."""
+    def columns_of(self, principal: PrincipalView) -> dict[str, Any]:
+        """Name, e-mail and how the user signs in."""
         return {
-            "key": principal.name,
-            "id": principal.id,
-            "name": principal.name,
             "display_name": principal.display_name,
-            "org": orgs.get(principal.org_id, ""),
             "email": principal.email or "",
             "login": "single sign-on" if principal.sso else "password",
             "sso": principal.sso,
-            "roles": summary(bindings),
-            "status": principal_status(principal),
         }
 
     def _new(self) -> None:
