@@ -112,6 +112,7 @@ class Runtime:
         from werk.sim.demo import GROUP
 
         self.security = start_iam(self.sessions, self.settings, demo=self.demo, enterprise=GROUP)
+        self._stack.append(self.security.iam.changes.stop)
 
     @property
     def iam(self) -> Iam | None:

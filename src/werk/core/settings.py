@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     refresh_token_max_s: Annotated[int, Field(ge=60)] = 30 * 86_400
     session_idle_s: Annotated[int, Field(ge=60)] = 8 * 3600
     session_max_s: Annotated[int, Field(ge=60)] = 7 * 86_400
+    iam_sync_interval_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=1.0,
+        description="how often werk applies IAM changes (revocations, disabled principals) "
+        "made by other werk processes on the same database",
+    )
     login_max_failures: Annotated[int, Field(ge=1)] = 5
     login_window_s: Annotated[int, Field(ge=1)] = 900
     login_lockout_s: Annotated[int, Field(ge=1)] = 60

@@ -24,6 +24,7 @@ from werk.iam.authn_keys import SigningKeyStore
 from werk.iam.authn_login import AuditSink, PasswordCheck
 from werk.iam.authn_refresh import Issued, RefreshRow, RefreshStore
 from werk.iam.authn_sessions import SessionStore
+from werk.iam.changes import Announce, Change, silent
 from werk.iam.models import PrincipalRecord, new_id
 from werk.iam.permissions import IAM_ADMIN, IAM_READ
 from werk.iam.scopes import Principal
@@ -80,9 +81,11 @@ class Authenticator:
         directory: PrincipalSource,
         audit: AuditSink,
         *,
+        announce: Announce = silent,
         clock: Callable[[], float] = time.time,
     ) -> None:
         s = settings
+        self._announce = announce
         self._sessions = sessions
         self._directory = directory
         self._audit = audit
@@ -251,6 +254,15 @@ class Authenticator:
         self._api_keys.forget(principal_id)
         self._web.forget(principal_id)
 
+    def apply(self, change: Change) -> None:
+        """Apply a token, session or signing-key change another process made."""
+        if change.kind == "token" and change.expires_at is not None:
+            self._revoked.note(change.subject, change.expires_at)
+        elif change.kind == "session":
+            self._web.forget(change.subject)
+        elif change.kind == "keys":
+            self._keys.reload()
+
     def _load_principal(self, principal_id: str) -> tuple[Principal | None, float]:
         principal = self._directory.load_principal(principal_id)
         if principal is None:
@@ -272,6 +284,7 @@ class Authenticator:
             self._revoke_refresh(token)
             return
         self._revoked.add(str(claims["jti"]), float(claims["exp"]))
+        self._announce("token", str(claims["jti"]), float(claims["exp"]))
         self._audit.record(
             action="auth.revoke", outcome="ok", target=str(claims["jti"]),
             detail={"kind": "access", "principal_id": claims["sub"]},
@@ -305,6 +318,7 @@ class Authenticator:
             self._refresh.revoke_family(credential_id)
         else:
             self._web.revoke(credential_id)
+            self._announce("session", owner, None)
         self._audit.record(
             action="auth.credential.revoke", outcome="ok", actor=actor, target=credential_id,
             detail={"kind": kind, "principal_id": owner},
@@ -352,6 +366,7 @@ class Authenticator:
         """End the session of a cookie (logout); an unknown cookie is no error."""
         ended = self._web.close(cookie)
         if ended is not None:
+            self._announce("session", ended.principal_id, None)
             self._audit.record(
                 action="auth.session.close", outcome="ok", target=ended.id,
                 detail={"principal_id": ended.principal_id},
@@ -364,6 +379,7 @@ class Authenticator:
         if not actor.org_wide(IAM_ADMIN):
             raise Forbidden("only operator administrators rotate signing keys", code="forbidden")
         kid, retired = self._keys.rotate()
+        self._announce("keys", kid, None)
         self._audit.record(
             action="iam.signing_key.rotate", outcome="ok", actor=actor, target=kid,
             detail={"retired": retired},

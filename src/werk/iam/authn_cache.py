@@ -230,5 +230,11 @@ class RevokedTokens:
             for old in [j for j, end in jtis.items() if end <= now]:
                 del jtis[old]
 
+    def note(self, jti: str, expires_at: float) -> None:
+        """Hold a token another process revoked (it wrote the database row)."""
+        jtis = self._jtis if self._jtis is not None else self.load()
+        with self._lock:
+            jtis[jti] = expires_at
+
     def __len__(self) -> int:
         return len(self._jtis or ())

@@ -86,6 +86,10 @@ class SigningKeyStore:
         _LOGGER.info("signing key %s made; %s retired", key.kid, [r.kid for r in retired])
         return key.kid, [r.kid for r in retired]
 
+    def reload(self) -> None:
+        """Read the keys again (another process rotated them)."""
+        self._reload()
+
     def views(self) -> list[SigningKeyView]:
         """Every key still kept, newest first, without private parts."""
         active = self.signer().active_kid

@@ -62,6 +62,10 @@ class DirectoryBase:
         with self._listeners_lock:
             self._listeners.append(listener)
 
+    def notify(self, principal_ids: set[str] | list[str] | tuple[str, ...]) -> None:
+        """Tell the listeners these principals changed (another process changed them)."""
+        self._notify(principal_ids)
+
     def _notify(self, principal_ids: set[str] | list[str] | tuple[str, ...]) -> None:
         with self._listeners_lock:
             listeners = list(self._listeners)

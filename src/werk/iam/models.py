@@ -28,6 +28,7 @@ __all__ = [
     "ApiKeyRecord",
     "AuditEventRecord",
     "BindingRecord",
+    "ChangeRecord",
     "GroupMember",
     "GroupRecord",
     "OrgRecord",
@@ -263,6 +264,25 @@ class RevokedTokenRecord(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ChangeRecord(Base):
+    """A change other werk processes must apply to what they hold in memory.
+
+    `kind` is `principal` (subject: a principal id, or `*` for every one), `token` (subject:
+    a revoked access token's jti, kept until `expires_at`), `session` (subject: the principal
+    whose web session ended) or `keys` (the signing keys changed).
+    """
+
+    __tablename__ = "iam_changes"
+    __table_args__ = (Index("ix_iam_changes_at", "at"), {"sqlite_autoincrement": True})
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    origin: Mapped[str] = mapped_column(String(_ID))
+    kind: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditEventRecord(Base):
