@@ -8,7 +8,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-import werk.uns.models  # noqa: F401  # the models migrations must match
+import werk.iam.models  # noqa: F401  # the models migrations must match
+import werk.sources.models  # noqa: F401
+import werk.sparkplug.models  # noqa: F401
+import werk.uns.models  # noqa: F401
 from werk.core.db import Base, create_db_engine, upgrade_schema
 
 
@@ -17,7 +20,13 @@ def test_upgrade_creates_every_table_and_matches_the_models(tmp_path: Path) -> N
     upgrade_schema(engine)
     upgrade_schema(engine)  # a second run is a no-op
     tables = set(inspect(engine).get_table_names())
-    assert {"uns_quarantine", "uns_tags", "alembic_version"} <= tables
+    assert {
+        "uns_quarantine",
+        "uns_tags",
+        "iam_changes",
+        "audit_events",
+        "alembic_version",
+    } <= tables
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == [], f"models changed without a migration: {diff}"
