@@ -123,22 +123,30 @@ class Authenticator:
 
     def issue(self, principal: Principal, *, ip: str) -> TokenPair:
         """An access token and the first refresh token of a new family."""
-        pair = self.access_token(principal, method=principal.auth_method)
         issued = self._refresh.start(principal.id, ip)
+        pair = self.access_token(principal, method=principal.auth_method, family=issued.family_id)
         self._audit.record(
             action="auth.token", outcome="ok", actor=principal, ip=ip,
             detail={"grant": principal.auth_method, "family": issued.family_id},
         )  # fmt: skip
         return replace(pair, refresh_token=issued.token)
 
-    def access_token(self, principal: Principal, *, method: str) -> TokenPair:
-        """An access token alone, unaudited: callers record why they issue it."""
+    def access_token(
+        self, principal: Principal, *, method: str, family: str | None = None
+    ) -> TokenPair:
+        """An access token alone, unaudited: callers record why they issue it.
+
+        `family` (claim `sid`) names the refresh-token family the token came from, so
+        ending that login also ends its access tokens.
+        """
         now = self._clock()
         expires = int(now) + self._ttl_s
-        claims = {
+        claims: dict[str, Any] = {
             "sub": principal.id, "org": principal.org_id, "kind": str(principal.kind),
             "jti": new_id(), "iat": now, "exp": expires, "auth": method,
         }  # fmt: skip
+        if family is not None:
+            claims["sid"] = family
         token = self._keys.signer().issue(claims)
         at = datetime.fromtimestamp(expires, UTC)
         return TokenPair(token, expires - int(now), at, _scope(principal))
@@ -177,7 +185,7 @@ class Authenticator:
                 target=row.family_id if row else "", detail={"reason": exc.code},
             )  # fmt: skip
             raise
-        pair = self.access_token(principal, method="refresh_token")
+        pair = self.access_token(principal, method="refresh_token", family=issued.family_id)
         self._audit.record(
             action="auth.refresh", outcome="ok", actor=principal, ip=ip, target=issued.family_id
         )
@@ -203,7 +211,7 @@ class Authenticator:
         return known.principal.with_credential(row.family_id, "refresh_token"), issued
 
     def _reused(self, row: RefreshRow, ip: str) -> NoReturn:
-        revoked = self._refresh.revoke_family(row.family_id)
+        revoked = self._end_family(row.family_id)
         self._audit.record(
             action="auth.refresh_reuse", outcome="denied", target=row.family_id, ip=ip,
             detail={"principal_id": row.principal_id, "revoked": revoked},
@@ -220,8 +228,8 @@ class Authenticator:
         if is_api_key(credential):
             return self._verify_api_key(credential)
         claims = self._keys.verify(credential)
-        jti = claims["jti"]
-        if jti in self._revoked:
+        jti, family = claims["jti"], claims.get("sid")
+        if jti in self._revoked or (family is not None and family in self._revoked):
             raise Unauthenticated("the access token has been revoked", code="token_revoked")
         known = self._principals.get(str(claims["sub"]))
         if known.principal is None:
@@ -290,11 +298,20 @@ class Authenticator:
             detail={"kind": "access", "principal_id": claims["sub"]},
         )  # fmt: skip
 
+    def _end_family(self, family_id: str) -> int:
+        """Revoke a refresh-token family and the access tokens issued from it."""
+        revoked = self._refresh.revoke_family(family_id)
+        # Its access tokens live at most one lifetime from now; held as revoked that long.
+        ends = self._clock() + self._ttl_s
+        self._revoked.add(family_id, ends)
+        self._announce("token", family_id, ends)
+        return revoked
+
     def _revoke_refresh(self, token: str) -> None:
         row = self._refresh.find(token)
         if row is None:
             return
-        self._refresh.revoke_family(row.family_id)
+        self._end_family(row.family_id)
         self._audit.record(
             action="auth.revoke", outcome="ok", target=row.family_id,
             detail={"kind": "refresh", "principal_id": row.principal_id},
@@ -315,7 +332,7 @@ class Authenticator:
             raise NotFound("no such credential", code="not_found", id=credential_id)
         self._check_actor(actor, owner, IAM_ADMIN)
         if kind == "refresh":
-            self._refresh.revoke_family(credential_id)
+            self._end_family(credential_id)
         else:
             self._web.revoke(credential_id)
             self._announce("session", owner, None)

@@ -130,6 +130,32 @@ def test_revoked_access_token_fails_now_and_after_a_restart(world: World) -> Non
     assert [e.detail["kind"] for e in world.events("auth.revoke")] == ["access", "refresh"]
 
 
+def test_ending_a_login_ends_the_access_tokens_issued_from_it(world: World) -> None:
+    alice, access, refresh = _alice(world)
+    later = world.authn.refresh(refresh, ip=IP)
+    elsewhere = world.authn.issue(world.authn.login_password("alice", PASSWORD, ip=IP), ip=IP)
+    assert (
+        jwt.decode(access, options={"verify_signature": False})["sid"]
+        == jwt.decode(later.access_token, options={"verify_signature": False})["sid"]
+    )
+    world.authn.revoke(later.refresh_token or "")  # `werk logout`
+    assert _code(world.authn.verify, access) == "token_revoked"
+    assert _code(world.authn.verify, later.access_token) == "token_revoked"
+    assert _code(world.authenticator().verify, later.access_token) == "token_revoked"
+    assert world.authn.verify(elsewhere.access_token).id == alice  # another login lives on
+    (family,) = [c.id for c in world.authn.list_credentials(world.admin, alice)]
+    world.authn.revoke_credential(world.admin, family)  # the admin ends the other login
+    assert _code(world.authn.verify, elsewhere.access_token) == "token_revoked"
+
+
+def test_reusing_a_refresh_token_ends_the_access_tokens_of_its_login(world: World) -> None:
+    _, _, first = _alice(world)
+    second = world.authn.refresh(first, ip=IP)
+    assert world.authn.verify(second.access_token).name == "alice"
+    assert _code(world.authn.refresh, first, ip="203.0.113.66") == "refresh_reused"
+    assert _code(world.authn.verify, second.access_token) == "token_revoked"
+
+
 def test_revoke_all_ends_every_token_and_session(world: World) -> None:
     alice, access, refresh = _alice(world)
     principal = world.authn.login_password("alice", PASSWORD, ip=IP)

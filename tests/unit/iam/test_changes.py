@@ -135,6 +135,20 @@ def test_an_access_token_revoked_elsewhere_fails_after_one_poll(
     assert caught.value.code == "token_revoked"
 
 
+def test_a_login_ended_elsewhere_ends_its_access_tokens_after_one_poll(
+    pair: tuple[Process, Process],
+) -> None:
+    a, b = pair
+    _user(a.iam)
+    pair_ = a.iam.authn.issue(a.iam.authn.login_password("alice", PASSWORD, ip=IP), ip=IP)
+    assert b.iam.authn.verify(pair_.access_token).name == "alice"
+    a.iam.authn.revoke(pair_.refresh_token or "")
+    b.iam.changes.poll()
+    with pytest.raises(Unauthenticated) as caught:
+        b.iam.authn.verify(pair_.access_token)
+    assert caught.value.code == "token_revoked"
+
+
 def test_a_web_session_ended_elsewhere_fails_after_one_poll(
     pair: tuple[Process, Process],
 ) -> None:
