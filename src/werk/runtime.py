@@ -85,6 +85,7 @@ class Runtime:
             self._start_ingest()
             if self.demo:
                 self._start_plant()
+            self._follow_other_processes()
             self._started = True
         except BaseException:
             self.stop()
@@ -112,7 +113,14 @@ class Runtime:
         from werk.sim.demo import GROUP
 
         self.security = start_iam(self.sessions, self.settings, demo=self.demo, enterprise=GROUP)
-        self._stack.append(self.security.iam.changes.stop)
+
+    def _follow_other_processes(self) -> None:
+        """Apply IAM changes of other werk processes; started last, so it stops first."""
+        if self.security is None:
+            return
+        changes = self.security.iam.changes
+        changes.start(self.settings.iam_sync_interval_s)
+        self._stack.append(changes.stop)
 
     @property
     def iam(self) -> Iam | None:

@@ -56,7 +56,6 @@ def start_iam(
         iam.directory.enabled_principals, settings, node_path(settings)
     )
     iam.on_change(guard.on_change)
-    iam.changes.start(settings.iam_sync_interval_s)
     return Security(iam, guard, first_run, credentials)
 
 

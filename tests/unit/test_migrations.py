@@ -8,9 +8,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-import werk.iam.models  # noqa: F401  # the models migrations must match
-import werk.sources.models  # noqa: F401
-import werk.sparkplug.models  # noqa: F401
+import werk.iam.models  # the models migrations must match
+import werk.sources.models
+import werk.sparkplug.models
 import werk.uns.models  # noqa: F401
 from werk.core.db import Base, create_db_engine, upgrade_schema
 

@@ -29,6 +29,7 @@ from werk.iam.models import PrincipalRecord, new_id
 from werk.iam.permissions import IAM_ADMIN, IAM_READ
 from werk.iam.scopes import Principal
 from werk.iam.secrets import is_api_key, parse_api_key
+from werk.iam.tokens import IAT_LEEWAY_S
 from werk.iam.views import CredentialView, SigningKeyView
 
 __all__ = ["AuditSink", "Authenticator", "PrincipalSource", "TokenPair", "WebSession"]
@@ -301,8 +302,9 @@ class Authenticator:
     def _end_family(self, family_id: str) -> int:
         """Revoke a refresh-token family and the access tokens issued from it."""
         revoked = self._refresh.revoke_family(family_id)
-        # Its access tokens live at most one lifetime from now; held as revoked that long.
-        ends = self._clock() + self._ttl_s
+        # Its access tokens live at most one lifetime from now, plus the leeway granted to
+        # the clock of the process that signed them; held as revoked that long.
+        ends = self._clock() + self._ttl_s + IAT_LEEWAY_S
         self._revoked.add(family_id, ends)
         self._announce("token", family_id, ends)
         return revoked

@@ -34,8 +34,8 @@ _LOGGER = logging.getLogger(__name__)
 
 ALL: Final = "*"
 MAX_ENTRIES: Final = 10_000
-# Bounds how stale a principal may be when a change did not pass through this process.
-PRINCIPAL_TTL_S: Final = 60.0
+# Bounds how stale what is held in memory may be when no announcement of a change arrived.
+CACHE_TTL_S: Final = 60.0
 # last_used_at of an API key is written at most this often, not on every request.
 KEY_TOUCH_S: Final = 60.0
 
@@ -94,7 +94,7 @@ class PrincipalCache:
         load: Callable[[str], tuple[Principal | None, float]],
         clock: Callable[[], float],
         *,
-        ttl_s: float = PRINCIPAL_TTL_S,
+        ttl_s: float = CACHE_TTL_S,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
         self._load = load
@@ -129,6 +129,7 @@ class _Key:
     expires_at: float
     revoked: bool
     touched: float
+    loaded: float
 
 
 class ApiKeyStore:
@@ -139,18 +140,22 @@ class ApiKeyStore:
         sessions: sessionmaker[Session],
         clock: Callable[[], float],
         *,
+        ttl_s: float = CACHE_TTL_S,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._ttl_s = ttl_s
         self._keys: _Lru[_Key] = _Lru(max_entries)
 
     def check(self, key_id: str, secret: str) -> str:
         """The principal id of a valid key; Unauthenticated for a wrong, revoked or old one."""
-        key = self._keys.get(key_id) or self._load(key_id)
+        now = self._clock()
+        key = self._keys.get(key_id)
+        if key is None or now - key.loaded >= self._ttl_s:
+            key = self._load(key_id, now)
         if key is None or not hmac.compare_digest(secret_hash(secret), key.secret_hash):
             raise Unauthenticated("the API key is not valid", code="bad_api_key")
-        now = self._clock()
         if key.revoked:
             raise Unauthenticated("the API key has been revoked", code="key_revoked")
         if now >= key.expires_at:
@@ -164,7 +169,7 @@ class ApiKeyStore:
         """Drop the keys of one principal, or every key for `ALL`."""
         self._keys.drop(lambda _, key: principal_id != ALL and key.principal_id != principal_id)
 
-    def _load(self, key_id: str) -> _Key | None:
+    def _load(self, key_id: str, now: float) -> _Key | None:
         generation = self._keys.generation
         with session_scope(self._sessions) as session:
             record = session.get(ApiKeyRecord, key_id)
@@ -172,7 +177,7 @@ class ApiKeyStore:
                 return None
             key = _Key(
                 record.principal_id, record.secret_hash, _epoch(record.expires_at, math.inf),
-                record.revoked_at is not None, _epoch(record.last_used_at, -math.inf),
+                record.revoked_at is not None, _epoch(record.last_used_at, -math.inf), now,
             )  # fmt: skip
         self._keys.put(key_id, key, generation)
         return key
@@ -192,49 +197,70 @@ class ApiKeyStore:
 
 
 class RevokedTokens:
-    """Ids (jti) of access tokens revoked before they expire, all held in memory."""
+    """Ids of access tokens (jti) and logins (sid) revoked before they expire, in memory.
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], float]) -> None:
+    Read again from the database every `ttl_s`, so a revocation whose announcement never
+    arrived (a process that crashed before writing it) still takes effect.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], float],
+        *,
+        ttl_s: float = CACHE_TTL_S,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._ttl_s = ttl_s
         self._lock = threading.Lock()
-        self._jtis: dict[str, float] | None = None
+        self._ids: dict[str, float] = {}
+        self._loaded = -math.inf
+        self._pruned = -math.inf
 
-    def __contains__(self, jti: object) -> bool:
-        jtis = self._jtis if self._jtis is not None else self.load()
-        return jti in jtis
+    def __contains__(self, revoked_id: object) -> bool:
+        if self._clock() - self._loaded >= self._ttl_s:
+            self.load()
+        return revoked_id in self._ids
 
-    def load(self) -> dict[str, float]:
-        """Read every unexpired revoked token id from the database."""
+    def load(self) -> None:
+        """Read every unexpired revoked id from the database, adding to what is held."""
+        started = self._clock()
         with session_scope(self._sessions) as session:
             rows = session.execute(select(RevokedTokenRecord.jti, RevokedTokenRecord.expires_at))
-            found = {jti: expires.timestamp() for jti, expires in rows}
+            found = {revoked_id: expires.timestamp() for revoked_id, expires in rows}
         with self._lock:
-            self._jtis = found
-        return found
+            self._ids.update(found)
+            self._loaded = started
+            self._prune(started)
 
-    def add(self, jti: str, expires_at: float) -> None:
-        """Revoke the token `jti` (kept until it would have expired anyway)."""
+    def add(self, revoked_id: str, expires_at: float) -> None:
+        """Revoke the token or login `revoked_id` (kept until it would have expired anyway)."""
         now = self._clock()
         moment = datetime.fromtimestamp(expires_at, UTC)
         with session_scope(self._sessions) as session:
-            session.merge(RevokedTokenRecord(jti=jti, expires_at=moment))
+            session.merge(RevokedTokenRecord(jti=revoked_id, expires_at=moment))
             session.execute(
                 delete(RevokedTokenRecord).where(
                     RevokedTokenRecord.expires_at <= datetime.fromtimestamp(now, UTC)
                 )
             )
-        jtis = self._jtis if self._jtis is not None else self.load()
-        with self._lock:
-            jtis[jti] = expires_at
-            for old in [j for j, end in jtis.items() if end <= now]:
-                del jtis[old]
+        self.note(revoked_id, expires_at)
 
-    def note(self, jti: str, expires_at: float) -> None:
-        """Hold a token another process revoked (it wrote the database row)."""
-        jtis = self._jtis if self._jtis is not None else self.load()
+    def note(self, revoked_id: str, expires_at: float) -> None:
+        """Hold a revocation already in the database (another process wrote it)."""
+        now = self._clock()
         with self._lock:
-            jtis[jti] = expires_at
+            if expires_at > now:
+                self._ids[revoked_id] = max(expires_at, self._ids.get(revoked_id, expires_at))
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        if now - self._pruned < 1.0:
+            return
+        self._pruned = now
+        for old in [i for i, end in self._ids.items() if end <= now]:
+            del self._ids[old]
 
     def __len__(self) -> int:
-        return len(self._jtis or ())
+        return len(self._ids)

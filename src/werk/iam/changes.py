@@ -5,19 +5,28 @@ Each process holds principals, API keys, web sessions and revoked token ids in m
 processes share one database, each change is also written to `iam_changes`; every process
 polls the table (by default every second) and applies the others' changes the same way,
 so a change made through one process reaches all of them within one poll interval.
+
+Two things could lose a change, and neither does:
+- a write that fails is queued and written again on the next poll (what is held in memory
+  is also reloaded after `CACHE_TTL_S`, which bounds even a crash before the write);
+- on PostgreSQL a transaction may commit a lower `seq` after a higher one was read: the
+  numbers skipped are remembered and looked up again for `_GAP_WAIT_S` seconds, timed on
+  the reader's own clock.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 from uuid import uuid4
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +41,11 @@ ChangeKind = Literal["principal", "token", "session", "keys"]
 # Changes are kept this long: a process that polls less often misses nothing newer.
 KEEP: Final = timedelta(hours=1)
 _PAGE: Final = 1000
-_LATE: Final = timedelta(seconds=10)
+# A skipped number is looked for this long: a transaction commits well within it.
+_GAP_WAIT_S: Final = 60.0
+_MAX_GAP: Final = 1000  # numbers one jump may skip before it counts as a reset
+_MAX_MISSING: Final = 10_000
+_MAX_QUEUED: Final = 10_000
 _KINDS: Final[dict[str, ChangeKind]] = {
     "principal": "principal", "token": "token", "session": "session", "keys": "keys"
 }  # fmt: skip
@@ -59,40 +72,56 @@ def silent(kind: ChangeKind, subject: str, expires_at: float | None) -> None:
 class ChangeFeed:
     """Write this process's changes; poll and apply the changes of the others."""
 
-    def __init__(self, sessions: sessionmaker[Session], apply: Apply) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        apply: Apply,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.origin = uuid4().hex
         self._sessions = sessions
         self._apply = apply
+        self._clock = clock
         self._after: int | None = None
+        self._missing: dict[int, float] = {}
+        self._queued: deque[dict[str, object]] = deque(maxlen=_MAX_QUEUED)
+        self._write_lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
-        self._recent: dict[int, datetime] = {}
 
     def publish(self, kind: ChangeKind, subject: str, expires_at: float | None = None) -> None:
-        """Tell the other processes; a failed write is logged (they catch up by TTL)."""
-        record = ChangeRecord(
-            at=utc_now(), origin=self.origin, kind=kind, subject=subject[:64],
-            expires_at=None if expires_at is None else datetime.fromtimestamp(expires_at, UTC),
-        )  # fmt: skip
-        try:
-            with session_scope(self._sessions) as session:
-                session.add(record)
-        except SQLAlchemyError as exc:
-            _LOGGER.warning("cannot announce the %s change of %s: %s", kind, subject, exc)
+        """Tell the other processes; a failed write is queued and tried again."""
+        row: dict[str, object] = {
+            "at": utc_now(), "origin": self.origin, "kind": kind, "subject": subject[:64],
+            "expires_at": None if expires_at is None else datetime.fromtimestamp(expires_at, UTC),
+        }  # fmt: skip
+        with self._write_lock:
+            if len(self._queued) == _MAX_QUEUED:
+                _LOGGER.error("IAM change queue full: the oldest unsent change is dropped")
+            self._queued.append(row)
+        self._flush()
+
+    @property
+    def queued(self) -> int:
+        """Changes of this process not yet written."""
+        return len(self._queued)
 
     def poll(self) -> int:
-        """Apply every change other processes made since the last poll; how many."""
+        """Write what is queued; apply the changes other processes made since; how many."""
+        self._flush()
         with self._poll_lock:
             if self._after is None:
                 self._after = self._newest()
                 return 0
-            # Also the last seconds' rows: a transaction may commit a lower seq after a higher.
-            applied = self._take(self._read(ChangeRecord.at >= utc_now() - _LATE))
+            applied = self._late()
             while page := self._read(ChangeRecord.seq > self._after):
                 applied += self._take(page)
-            self._forget_recent()
+            now = self._clock()
+            for seq in [s for s, since in self._missing.items() if now - since > _GAP_WAIT_S]:
+                del self._missing[seq]
             return applied
 
     def prune(self) -> int:
@@ -107,7 +136,8 @@ class ChangeFeed:
 
     def start(self, interval_s: float) -> None:
         """Poll every `interval_s` seconds in a thread until `stop`."""
-        self.poll()
+        if self._thread is not None and self._thread.is_alive():
+            return
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._loop, args=(interval_s,), name="werk-iam-changes", daemon=True
@@ -115,28 +145,95 @@ class ChangeFeed:
         self._thread.start()
 
     def stop(self) -> None:
-        """End the polling thread."""
+        """End the polling thread (waits for a poll in progress)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-            self._thread = None
+        thread = self._thread
+        if thread is None:
+            return
+        thread.join(10.0)
+        if thread.is_alive():
+            _LOGGER.warning("the IAM change feed is still busy after 10 s at stop")
+            return
+        self._thread = None
 
     def _loop(self, interval_s: float) -> None:
         polls = 0
-        while not self._stop.wait(interval_s):
+        while True:
+            self._poll_logged()
             polls += 1
+            if polls % 600 == 0:
+                self._prune_logged()
+            if self._stop.wait(interval_s):
+                return
+
+    def _poll_logged(self) -> None:
+        try:
+            self.poll()
+        except SQLAlchemyError as exc:
+            if not self._failing:
+                _LOGGER.warning("cannot read IAM changes of other processes: %s", exc)
+            self._failing = True
+            return
+        except Exception:  # the thread must live on to read the next changes
+            _LOGGER.exception("reading IAM changes of other processes failed")
+            return
+        if self._failing:
+            _LOGGER.info("reading IAM changes of other processes again")
+        self._failing = False
+
+    def _prune_logged(self) -> None:
+        try:
+            self.prune()
+        except SQLAlchemyError as exc:
+            _LOGGER.warning("cannot prune old IAM changes: %s", exc)
+
+    def _flush(self) -> None:
+        with self._write_lock:
+            if not self._queued:
+                return
+            rows = list(self._queued)
             try:
-                self.poll()
-                if polls % 600 == 0:
-                    self.prune()
+                with session_scope(self._sessions) as session:
+                    session.execute(insert(ChangeRecord), rows)
             except SQLAlchemyError as exc:
-                if not self._failing:
-                    _LOGGER.warning("cannot read IAM changes of other processes: %s", exc)
-                self._failing = True
-                continue
-            if self._failing:
-                _LOGGER.info("reading IAM changes of other processes again")
-            self._failing = False
+                _LOGGER.warning(
+                    "cannot announce %d IAM changes yet (trying again on the next poll): %s",
+                    len(rows), exc,
+                )  # fmt: skip
+                return
+            for _ in rows:
+                self._queued.popleft()
+
+    def _late(self) -> int:
+        """Changes with numbers skipped earlier that have committed since."""
+        applied = 0
+        missing = sorted(self._missing)
+        for start in range(0, len(missing), _PAGE):
+            chunk = missing[start : start + _PAGE]
+            found = self._read(ChangeRecord.seq.in_(chunk))
+            for record in found:
+                del self._missing[record.seq]
+            applied += self._apply_all(found)
+        return applied
+
+    def _take(self, page: list[ChangeRecord]) -> int:
+        assert self._after is not None
+        now = self._clock()
+        for record in page:
+            skipped = record.seq - self._after - 1
+            if 0 < skipped <= _MAX_GAP and len(self._missing) + skipped <= _MAX_MISSING:
+                self._missing.update(dict.fromkeys(range(self._after + 1, record.seq), now))
+            self._after = record.seq
+        return self._apply_all(page)
+
+    def _apply_all(self, records: Iterable[ChangeRecord]) -> int:
+        applied = 0
+        for record in records:
+            change = _change(record)
+            if record.origin != self.origin and change is not None:
+                self._apply_logged(change)
+                applied += 1
+        return applied
 
     def _apply_logged(self, change: Change) -> None:
         try:
@@ -144,28 +241,9 @@ class ChangeFeed:
         except Exception:  # one bad change must not stop the others
             _LOGGER.exception("applying the IAM change %s failed", change.seq)
 
-    def _forget_recent(self) -> None:
-        horizon = utc_now() - 2 * _LATE
-        for seq in [seq for seq, at in self._recent.items() if at < horizon]:
-            del self._recent[seq]
-
     def _newest(self) -> int:
         with session_scope(self._sessions) as session:
             return session.scalar(select(func.max(ChangeRecord.seq))) or 0
-
-    def _take(self, records: list[ChangeRecord]) -> int:
-        applied = 0
-        for record in records:
-            assert self._after is not None
-            self._after = max(self._after, record.seq)
-            if record.seq in self._recent:
-                continue
-            self._recent[record.seq] = record.at
-            change = _change(record)
-            if record.origin != self.origin and change is not None:
-                self._apply_logged(change)
-                applied += 1
-        return applied
 
     def _read(self, where: ColumnElement[bool]) -> list[ChangeRecord]:
         query = select(ChangeRecord).where(where).order_by(ChangeRecord.seq).limit(_PAGE)

@@ -13,8 +13,9 @@ from tests.unit.iam.test_authn import IP, PASSWORD, World, make_world
 from werk.core.db import session_scope
 from werk.core.errors import Forbidden, Unauthenticated
 from werk.iam.authn_bench import measure_verification
+from werk.iam.authn_cache import CACHE_TTL_S
 from werk.iam.bootstrap import SYSTEM
-from werk.iam.models import ApiKeyRecord, RefreshTokenRecord, SigningKeyRecord
+from werk.iam.models import ApiKeyRecord, RefreshTokenRecord, RevokedTokenRecord, SigningKeyRecord
 from werk.iam.secrets import parse_api_key
 
 
@@ -278,3 +279,29 @@ def test_measure_verification_reports_every_figure(world: World) -> None:
     assert all(value > 0 for value in figures.values())
     assert figures["jwt_cached_us"] < figures["jwt_uncached_us"]
     assert "api_key_us" not in measure_verification(world.authn, world.admin, 10)
+
+
+def test_revocations_no_process_announced_take_effect_within_a_minute(tmp_path: Path) -> None:
+    # As if the process that revoked crashed before announcing it: only the rows exist.
+    world = make_world(tmp_path, access_token_ttl_s=300)
+    _, access, _ = _alice(world)
+    _, key = world.service()
+    parsed = parse_api_key(key)
+    assert parsed is not None
+    world.authn.verify(access)
+    world.authn.verify(key)
+    claims = jwt.decode(access, options={"verify_signature": False})
+    with session_scope(world.sessions) as session:
+        record = session.get(ApiKeyRecord, parsed[0])
+        assert record is not None
+        record.revoked_at = datetime.now(UTC)
+        session.add(
+            RevokedTokenRecord(
+                jti=claims["jti"], expires_at=datetime.now(UTC) + timedelta(minutes=5)
+            )
+        )
+    assert world.authn.verify(access).name == "alice"  # still held in memory
+    assert world.authn.verify(key).id
+    world.clock.advance(CACHE_TTL_S)
+    assert _code(world.authn.verify, access) == "token_revoked"
+    assert _code(world.authn.verify, key) == "key_revoked"
