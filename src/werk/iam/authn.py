@@ -371,9 +371,13 @@ class Authenticator:
         holder = principal.with_credential(live.id, "session")
         return WebSession(live.id, cookie, live.csrf, expires, holder)
 
-    def verify_session(self, cookie: str) -> tuple[Principal, str]:
-        """The principal of a session cookie and the session's CSRF token."""
-        live = self._web.check(cookie)
+    def verify_session(self, cookie: str, *, touch: bool = True) -> tuple[Principal, str]:
+        """The principal of a session cookie and the session's CSRF token.
+
+        `touch` counts this as the user's activity (restarting the idle time); a check
+        the user did not cause (an open page's periodic sweep) passes False.
+        """
+        live = self._web.check(cookie, touch=touch)
         known = self._principals.get(live.principal_id)
         if known.principal is None:
             raise Unauthenticated("this account is disabled", code="principal_disabled")

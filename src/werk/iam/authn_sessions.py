@@ -7,6 +7,7 @@ session's activity at most once a minute, so a request costs no write.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class LiveSession:
     created: float
     expires: float
     written: float
+    read: float = -math.inf
 
 
 class SessionStore:
@@ -63,7 +65,7 @@ class SessionStore:
         """Start a session: the cookie text (given out once) and the session."""
         now = self._clock()
         cookie = new_token()
-        live = LiveSession(new_id(), principal_id, new_token(), now, self._end(now, now), now)
+        live = LiveSession(new_id(), principal_id, new_token(), now, self._end(now, now), now, now)
         with session_scope(self._sessions) as session:
             session.add(
                 WebSessionRecord(
@@ -82,16 +84,25 @@ class SessionStore:
         self._keep(token_hash(cookie), live)
         return cookie, live
 
-    def check(self, cookie: str) -> LiveSession:
-        """The live session of `cookie`, its idle time restarted; Unauthenticated otherwise."""
+    def check(self, cookie: str, *, touch: bool = True) -> LiveSession:
+        """The live session of `cookie`; Unauthenticated otherwise.
+
+        `touch` restarts its idle time (the user did something); without it the session
+        is only checked, so a page nobody uses still runs out of idle time.
+        """
         digest = token_hash(cookie)
         with self._lock:
             live = self._live.get(digest)
-        live = live or self._load(digest)
         now = self._clock()
+        if live is None:
+            live = self._load(digest, now)
+        elif not touch and now - live.read >= SEEN_WRITE_S:
+            self._reread(digest, live, now)
         if now >= live.expires:
             self._drop(digest)
             raise Unauthenticated("the session has expired; log in again", code="session_expired")
+        if not touch:
+            return live
         live.expires = self._end(live.created, now)
         if now - live.written >= SEEN_WRITE_S:
             live.written = now
@@ -153,7 +164,23 @@ class SessionStore:
     def _end(self, created: float, now: float) -> float:
         return min(now + self._idle_s, created + self._max_s)
 
-    def _load(self, digest: str) -> LiveSession:
+    def _load(self, digest: str, now: float) -> LiveSession:
+        found = self._stored(digest)
+        found.read = now
+        self._keep(digest, found)
+        return found
+
+    def _reread(self, digest: str, live: LiveSession, now: float) -> None:
+        """Check a session held in memory against the database (ended elsewhere?)."""
+        try:
+            stored = self._stored(digest)
+        except Unauthenticated:
+            self._drop(digest)
+            raise
+        live.expires = max(live.expires, stored.expires)
+        live.read = now
+
+    def _stored(self, digest: str) -> LiveSession:
         with session_scope(self._sessions) as session:
             record = session.scalars(
                 select(WebSessionRecord).where(WebSessionRecord.token_hash == digest)
@@ -161,7 +188,6 @@ class SessionStore:
             found = None if record is None or record.revoked_at is not None else _live(record)
         if found is None:
             raise Unauthenticated("the session is unknown or has ended", code="bad_session")
-        self._keep(digest, found)
         return found
 
     def _keep(self, digest: str, live: LiveSession) -> None:

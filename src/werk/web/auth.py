@@ -9,8 +9,9 @@ NiceGUI client as a `Seat`, so page code filters what it shows with
 An open page talks to werk over a socket. The session is checked again when that socket
 connects, on every event it carries, and by a sweep over the open pages, so a revoked
 session or a disabled principal stops receiving data and is sent back to the login page.
-An open page counts as activity: these checks restart the session's idle time, while the
-session's absolute lifetime still ends it.
+Opening a page and each event the user causes restart the session's idle time; the sweep
+only checks, so a page left open and unused is sent to the login page once the session
+has been idle for `session_idle_s`, like any other.
 """
 
 from __future__ import annotations
@@ -217,10 +218,14 @@ def _forbidden(needs: tuple[str, ...]) -> None:
         )
 
 
-async def refresh_seat(context: WebContext, seat: Seat) -> bool:
-    """Check the seat's session again; keep the fresh principal when it still may."""
+async def refresh_seat(context: WebContext, seat: Seat, *, touch: bool = True) -> bool:
+    """Check the seat's session again; keep the fresh principal when it still may.
+
+    `touch`: the user did something, so the session's idle time restarts.
+    """
+    verify = iam_of(context).authn.verify_session
     try:
-        principal, _ = await run_in_threadpool(iam_of(context).authn.verify_session, seat.cookie)
+        principal, _ = await run_in_threadpool(lambda: verify(seat.cookie, touch=touch))
     except Unauthenticated:
         return False
     seat.principal = principal
@@ -284,7 +289,7 @@ class _SocketGate:
             if seat is None or not client.has_socket_connection:
                 continue
             async with seat.lock:
-                if not await refresh_seat(self.context, seat):
+                if not await refresh_seat(self.context, seat, touch=False):
                     _LOGGER.info("session of %s ended: closing its page", seat.principal.name)
                     send_to_login(client)
 

@@ -228,6 +228,34 @@ def test_session_carries_csrf_and_ends_when_idle(world: World) -> None:
     assert [e.outcome for e in world.events("auth.session.open")] == ["ok"]
 
 
+def test_checks_the_user_did_not_cause_leave_the_idle_time_running(world: World) -> None:
+    # An open page's sweep checks its session every few seconds without touching it.
+    world.user()
+    principal = world.authn.login_password("alice", PASSWORD, ip=IP)
+    session = world.authn.open_session(principal, ip=IP, user_agent="")
+    world.clock.advance(100)
+    world.authn.verify_session(session.cookie)  # the user clicked: idle until 220
+    for _ in range(11):
+        world.clock.advance(10)
+        assert world.authn.verify_session(session.cookie, touch=False)[0].name == "alice"
+    world.clock.advance(11)  # 221: idle for 121 s, only swept
+    assert _code(world.authn.verify_session, session.cookie, touch=False) == "session_expired"
+    assert _code(world.authn.verify_session, session.cookie) == "session_expired"  # a click late
+
+
+def test_a_session_ended_elsewhere_fails_the_next_sweep_within_a_minute(world: World) -> None:
+    # Another process ended it, and its announcement never arrived: the sweep rereads it.
+    world.user()
+    principal = world.authn.login_password("alice", PASSWORD, ip=IP)
+    session = world.authn.open_session(principal, ip=IP, user_agent="")
+    elsewhere = world.authenticator()
+    elsewhere.close_session(session.cookie)
+    world.clock.advance(30)
+    world.authn.verify_session(session.cookie, touch=False)  # held in memory
+    world.clock.advance(31)
+    assert _code(world.authn.verify_session, session.cookie, touch=False) == "bad_session"
+
+
 def test_session_ends_at_its_absolute_limit_despite_activity(world: World) -> None:
     world.user()
     principal = world.authn.login_password("alice", PASSWORD, ip=IP)
