@@ -107,7 +107,7 @@ def whoami_command(api: ApiOpt = None, json: JsonOpt = False) -> None:
         typer.echo(orjson.dumps(me, option=orjson.OPT_INDENT_2).decode())
         return
     source = current_credential(base).source
-    console.print(_identity_line(_with_org(base, me), source), highlight=False)
+    console.print(_identity_line(_with_org(me), source), highlight=False)
     grants = me.get("grants") or []
     if grants:
         console.print(_grants_table(grants))
@@ -126,12 +126,10 @@ def _identity_line(me: dict[str, Any], source: str) -> str:
     return f"{name} ({kind}) of organisation {org}, via {via}"
 
 
-def _with_org(base: str, me: dict[str, Any]) -> dict[str, Any]:
-    """`me` with the organisation's slug when the caller may read it, else its id."""
-    org = me["org_id"]
-    if "iam:read" in me.get("permissions", []):
-        org = api_get(base, f"/iam/orgs/{me['org_id']}")["slug"]
-    return {**me, "org": org}
+def _with_org(me: dict[str, Any]) -> dict[str, Any]:
+    """`me` with the slug of the caller's own organisation (its id when werk has none)."""
+    org = me.get("org") or {}
+    return {**me, "org": org.get("slug") or me["org_id"]}
 
 
 def _grants_table(grants: list[dict[str, Any]]) -> Table:

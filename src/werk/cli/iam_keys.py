@@ -163,5 +163,13 @@ def signing_keys_list(api: ApiOpt = None, json: JsonOpt = False) -> None:
 @one_line_errors
 def signing_keys_rotate(api: ApiOpt = None, json: JsonOpt = False) -> None:
     """Sign with a new key from now on; tokens signed before stay valid until they expire."""
-    rows = api_post(api_url(api), "/iam/signing-keys/rotate", {})
-    show(rows, _SIGNING_COLUMNS, title="signing keys after rotation", as_json=json)
+    base = api_url(api)
+    rotated = api_post(base, "/iam/signing-keys/rotate", {})
+    done(f"new tokens are signed with key {rotated['kid']}", rotated, as_json=json)
+    if not json:
+        show(
+            api_get(base, "/iam/signing-keys"),
+            _SIGNING_COLUMNS,
+            title="signing keys",
+            as_json=False,
+        )

@@ -253,11 +253,27 @@ def test_keys_create_shows_the_key_once(werk: Werk, tmp_path: Path) -> None:
     key_id = key.split("_")[1]
     assert key_id in listed.stdout and key not in listed.stdout
     me = cli(werk, tmp_path / "none.json", "whoami", key=key)
-    assert "press-7 (device)" in me.stdout
+    assert "press-7 (device) of organisation operator" in me.stdout  # no iam:read needed
 
     assert as_admin(werk, tmp_path, "iam", "keys", "revoke", key_id).exit_code == 0
     refused = cli(werk, tmp_path / "none.json", "whoami", key=key)
     assert refused.exit_code == 1 and "refused the API key in WERK_API_KEY" in refused.stderr
+
+
+def test_signing_keys_rotate(werk: Werk, tmp_path: Path) -> None:
+    before = as_admin(werk, tmp_path, "iam", "signing-keys", "list", "--json")
+    assert before.exit_code == 0, before.output
+    old = {k["kid"] for k in orjson.loads(before.stdout)}
+    rotated = as_admin(werk, tmp_path, "iam", "signing-keys", "rotate")
+    assert rotated.exit_code == 0, rotated.output
+    kid = rotated.stdout.split("signed with key ")[1].split()[0]
+    assert kid not in old and kid in rotated.stdout.split("signing keys", 1)[1]
+    as_json = as_admin(werk, tmp_path, "iam", "signing-keys", "rotate", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    newest = orjson.loads(as_json.stdout)["kid"]
+    after = orjson.loads(as_admin(werk, tmp_path, "iam", "signing-keys", "list", "--json").stdout)
+    assert {k["kid"]: k["active"] for k in after}[newest] is True
+    assert {kid, *old} <= {k["kid"] for k in after}  # older keys still verify tokens
 
 
 def test_audit_export(werk: Werk, tmp_path: Path) -> None:
