@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from werk.core.db import session_scope
 from werk.core.errors import Forbidden, NotFound, Unauthenticated
 from werk.core.settings import Settings
+from werk.iam.audit import AuditLog
 from werk.iam.authn_cache import ApiKeyStore, PrincipalCache, RevokedTokens
 from werk.iam.authn_keys import SigningKeyStore
-from werk.iam.authn_login import AuditSink, PasswordCheck
+from werk.iam.authn_login import PasswordCheck
 from werk.iam.authn_refresh import Issued, RefreshRow, RefreshStore
 from werk.iam.authn_sessions import SessionStore
 from werk.iam.changes import Announce, Change, silent
@@ -32,7 +33,7 @@ from werk.iam.secrets import is_api_key, parse_api_key
 from werk.iam.tokens import IAT_LEEWAY_S
 from werk.iam.views import CredentialView, SigningKeyView
 
-__all__ = ["AuditSink", "Authenticator", "PrincipalSource", "TokenPair", "WebSession"]
+__all__ = ["Authenticator", "PrincipalSource", "TokenPair", "WebSession"]
 
 _NEVER: Final = float("-inf")
 
@@ -80,7 +81,7 @@ class Authenticator:
         sessions: sessionmaker[Session],
         settings: Settings,
         directory: PrincipalSource,
-        audit: AuditSink,
+        audit: AuditLog,
         *,
         announce: Announce = silent,
         clock: Callable[[], float] = time.time,

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,33 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from werk.core.db import session_scope
 from werk.core.errors import TooManyAttempts, Unauthenticated
 from werk.core.settings import Settings
+from werk.iam.audit import AuditLog
 from werk.iam.models import PrincipalRecord
 from werk.iam.passwords import dummy_verify, hash_password, needs_rehash, verify_password
-from werk.iam.scopes import Principal, PrincipalKind
+from werk.iam.scopes import PrincipalKind
 from werk.iam.throttle import Failure, LoginThrottle
 
-__all__ = ["AuditSink", "PasswordCheck"]
-
-
-class AuditSink(Protocol):
-    """Where authentication events go (`werk.iam.audit.AuditLog`)."""
-
-    def record(
-        self,
-        *,
-        action: str,
-        outcome: str,
-        actor: Principal | None = None,
-        actor_name: str | None = None,
-        target: str = "",
-        status: int = 0,
-        ip: str = "",
-        user_agent: str = "",
-        detail: dict[str, Any] | None = None,
-        org_id: str | None = None,
-    ) -> None:
-        """Append one event; never raises."""
-        ...
+__all__ = ["PasswordCheck"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +44,7 @@ class PasswordCheck:
         self,
         sessions: sessionmaker[Session],
         settings: Settings,
-        audit: AuditSink,
+        audit: AuditLog,
         clock: Callable[[], float],
     ) -> None:
         self._sessions = sessions
