@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -51,11 +52,30 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+# Ports handed to tests lie below the kernel's ephemeral range (32768 and up on Linux),
+# which is where werk's own internal broker ports and every client socket come from: a
+# port chosen here and bound a moment later can then not have been taken meanwhile by a
+# port-0 bind of a runtime started in between. Each run starts at a random point, so
+# two test runs on one machine rarely meet; a port is never handed out twice in a run.
+_TEST_PORTS = range(20000, 32768)
+_next_port = random.randrange(len(_TEST_PORTS))
+_port_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, and not handed out before in this run."""
+    global _next_port
+    with _port_lock:
+        for _ in _TEST_PORTS:
+            port = _TEST_PORTS[_next_port % len(_TEST_PORTS)]
+            _next_port += 1
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 from iotcore import Broker
 from paho.mqtt.enums import CallbackAPIVersion
+from tests.conftest import free_port
 
 from werk.core.errors import BrokerUnavailable
 from werk.sim import DemoPlant
@@ -21,14 +21,6 @@ from werk.uns.topics import DataClass, UnsTopic, parse_topic
 
 QUALITIES = {"good", "uncertain", "bad"}
 WAIT_S = 15.0
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_broker(port: int) -> Broker:
