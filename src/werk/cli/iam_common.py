@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,6 +19,8 @@ from werk.historian.service import parse_duration
 
 console = Console()
 err = Console(stderr=True)
+
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 OrgOpt = Annotated[
@@ -45,9 +48,16 @@ def show(
     if not rows:
         console.print(f"no {title}")
         return
-    table = Table(*(header for header, _ in columns), title=title)
-    for row in rows:
-        table.add_row(*(escape(cell(getter(row))) for _, getter in columns))
+    cells = [[cell(getter(row)) for _, getter in columns] for row in rows]
+    table = Table(title=title)
+    (first, _), *rest = columns
+    # The first column names the row (an id, a name, a key id): it is kept whole on one
+    # line, however narrow the terminal, so it can be read and copied; the others wrap.
+    table.add_column(first, no_wrap=True, min_width=max(len(first), *(len(c[0]) for c in cells)))
+    for header, _ in rest:
+        table.add_column(header)
+    for row_cells in cells:
+        table.add_row(*(escape(text) for text in row_cells))
     console.print(table)
 
 
@@ -60,7 +70,7 @@ def cell(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(cell(v) for v in value)
     text = str(value)
-    if len(text) >= 19 and text[10:11] == "T":
+    if _TIMESTAMP.match(text):
         return text[:19].replace("T", " ")
     return text
 
