@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import paho.mqtt.client as paho
 import pytest
 import uvicorn
@@ -31,6 +32,17 @@ from werk.iam.service import Iam
 from werk.runtime import Runtime
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Property tests run against real brokers and databases on shared machines: a slow example
+# is no failure. Same cases on every CI run (no example database, derandomised).
+hypothesis.settings.register_profile(
+    "werk",
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+    derandomize=IN_CI,
+    database=None if IN_CI else hypothesis.settings.default.database,
+)
+hypothesis.settings.load_profile("werk")
 
 
 def require(what: str, available: bool) -> None:

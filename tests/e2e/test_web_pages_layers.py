@@ -75,6 +75,7 @@ def test_raw_layer_shows_samples_with_their_message_ids(
 ) -> None:
     page.goto(f"{plant.url}/layers")
     page.get_by_test_id("layer-tag-search").fill("press hydraulic")
+    expect(page.get_by_test_id("layer-tag-count")).to_have_text("1 tag")  # the list is redrawn
     page.get_by_test_id(f"pick-{PRESSURE}").click()
 
     expect(page.get_by_test_id("layer-tag")).to_have_text("hydraulic.pressure")

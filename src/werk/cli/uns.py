@@ -21,7 +21,7 @@ from werk.core.settings import get_settings
 from werk.historian.service import parse_duration
 from werk.uns.broker import BrokerAddress, parse_broker_url
 from werk.uns.contracts import decode, dumps
-from werk.uns.mqtt import Publisher, client_id, connect, disconnect, make_client
+from werk.uns.mqtt import Publisher, client_id, connect, disconnect, make_client, subscribe
 from werk.uns.topics import check_filter, parse_topic, value_topic
 
 uns_app = typer.Typer(
@@ -151,7 +151,11 @@ def _tail(
     client = make_client(address, client_id("tail"))
     client.on_message = on_message
     connect(client, address)
-    client.subscribe(full, qos=0)
+    try:
+        subscribe(client, full)
+    except WerkError:
+        disconnect(client)
+        raise
     console.print(f"[dim]tailing {full} on {address.url} (Ctrl+C to stop)[/dim]")
     try:
         done.wait(timeout or None)

@@ -286,7 +286,7 @@ class Authenticator:
 
     def revoke(self, token: str) -> None:
         """Revoke an access token (by its jti) or a refresh token's family; ignore others."""
-        if is_api_key(token):
+        if parse_api_key(token) is not None:  # a whole key: a refresh token may begin "wk_"
             return
         try:
             claims = self._keys.verify(token)

@@ -16,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from werk.core.errors import BrokerUnavailable
+from werk.core.errors import BrokerUnavailable, Forbidden
 from werk.uns.broker import BrokerAddress
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,6 +87,32 @@ def connect(
         client.loop_stop()
         reason = failure[0] if failure else f"no answer within {timeout_s:g} s"
         raise BrokerUnavailable(f"the MQTT broker at {address.url} refused us: {reason}")
+
+
+def subscribe(
+    client: paho.Client, topic_filter: str, *, qos: int = 0, timeout_s: float = 10
+) -> None:
+    """Subscribe and wait for the broker's answer; Forbidden when it refuses the filter."""
+    answered = threading.Event()
+    codes: list[ReasonCode] = []
+
+    def on_subscribe(_c: paho.Client, _u: Any, _mid: int, got: list[ReasonCode], _p: Any) -> None:
+        codes.extend(got)
+        answered.set()
+
+    client.on_subscribe = on_subscribe
+    client.subscribe(topic_filter, qos=qos)
+    if not answered.wait(timeout_s):
+        raise BrokerUnavailable(
+            f"the MQTT broker did not answer a subscription within {timeout_s:g} s"
+        )
+    if not codes or codes[0].is_failure:
+        reason = str(codes[0]) if codes else "no reason given"
+        raise Forbidden(
+            f"the MQTT broker refused the subscription to {topic_filter}: {reason}",
+            code="subscribe_refused",
+            topic=topic_filter,
+        )
 
 
 def disconnect(client: paho.Client) -> None:

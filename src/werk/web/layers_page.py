@@ -167,6 +167,7 @@ class TagPicker:
         self._context = context
         self._seat = seat
         self._choice = choice
+        self._listed: list[str] | None = None
         with ui.card().classes("w-80 shrink-0 gap-2").props("flat bordered"):
             search = ui.input(placeholder="Search tags by words in their path")
             search.props("outlined dense clearable debounce=250 data-testid=layer-tag-search")
@@ -174,6 +175,7 @@ class TagPicker:
             with search.add_slot("prepend"):
                 ui.icon("search")
             self._count = ui.label().classes("text-xs text-grey-7")
+            self._count.props("data-testid=layer-tag-count")
             self._list = ui.column().classes("w-full gap-0 max-h-[70vh] overflow-auto")
             self._list.props("data-testid=layer-tag-results")
         self._show("")
@@ -192,10 +194,14 @@ class TagPicker:
         self._count.set_text(
             f"the first {TAGS_LISTED} matching tags" if more else count_of(len(found), "tag")
         )
+        paths = [state.path for state in found[:TAGS_LISTED]]
+        if paths == self._listed:
+            return  # the same links stay: one being clicked is not replaced under the pointer
+        self._listed = paths
         self._list.clear()
         with self._list:
-            for state in found[:TAGS_LISTED]:
-                _tag_link(state.path, self._choice.url(state.path), state.path == self._choice.tag)
+            for path in paths:
+                _tag_link(path, self._choice.url(path), path == self._choice.tag)
 
 
 def _tag_link(path: str, url: str, chosen: bool) -> None:

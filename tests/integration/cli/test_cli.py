@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -77,7 +76,9 @@ def test_tail_prints_decoded_samples(env: dict[str, str]) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)  # let tail subscribe
+    assert process.stdout is not None
+    first = process.stdout.readline()  # printed once tail has subscribed
+    assert first.startswith("tailing"), first
     _run(env, "uns", "publish", f"{NODE}/speed", "1500", "--unit", "rpm")
     out, _ = process.communicate(timeout=30)
     assert f"{NODE}/speed = 1500 rpm good" in out

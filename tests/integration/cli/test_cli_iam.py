@@ -370,3 +370,23 @@ def test_an_api_key_logs_in_to_mqtt(
     with Publisher(address, role="cli") as publisher:
         publisher.publish(f"uns/v1/{node}/_value/force", b'{"value": 812.5}', qos=1)
     wait_until(lambda: werk.server.runtime.namespace.find(f"{node}/force") is not None)
+
+
+def test_tail_outside_the_scope_is_refused_in_one_line(werk: Werk, tmp_path: Path) -> None:
+    node = "acme/berlin/pressing/line-1/cell-1/press-11"
+    as_admin(werk, tmp_path, "iam", "devices", "create", "press-11")
+    as_admin(werk, tmp_path, "iam", "bindings", "create", "--role", "edge-node",
+             "--principal", "press-11", "-n", f"{node}/#")  # fmt: skip
+    made = as_admin(werk, tmp_path, "iam", "keys", "create", "press-11", "--name", "tail")
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()
+    broker = ("--broker", f"mqtt://127.0.0.1:{werk.server.settings.mqtt5_port}")
+    own = cli(werk, tmp_path / "none.json", "uns", "tail", f"{node}/#", "--timeout", "0.5",
+              *broker, key=key)  # fmt: skip
+    assert own.exit_code == 0, own.output
+    assert own.stdout.startswith("tailing")
+    other = cli(werk, tmp_path / "none.json", "uns", "tail", "acme/hamburg/#", "--timeout", "5",
+                *broker, key=key)  # fmt: skip
+    assert other.exit_code == 1 and other.stdout == ""
+    assert other.stderr.strip().count("\n") == 0
+    assert "refused the subscription to uns/v1/acme/hamburg/#" in other.stderr

@@ -280,7 +280,7 @@ async def test_unreachable_server_reports_bad_and_keeps_trying() -> None:
     sink = Collector()
     started = time.monotonic()
     await connector.start(sink)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 4.0
     health = connector.health()
     assert health.state is ConnectorState.RECONNECTING and health.last_error
     assert sink.readings and sink.readings[0].quality is Quality.BAD

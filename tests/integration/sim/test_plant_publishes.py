@@ -153,7 +153,8 @@ def test_first_sample_is_published_at_once(port: int, collector: Collector) -> N
     plant = DemoPlant("127.0.0.1", port, interval_s=60.0)
     with plant:
         every_machine = collector.wait_for(
-            lambda ms: len(assets(ms)) == len(plant.machines), timeout_s=2.0
+            lambda ms: len(assets(ms)) == len(plant.machines),
+            timeout_s=5.0,  # not after 60 s
         )
     assert every_machine
     assert not plant.running

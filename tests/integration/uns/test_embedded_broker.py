@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import paho.mqtt.client as paho
@@ -13,6 +12,7 @@ from tests.conftest import wait_until
 
 from werk.core.settings import Settings
 from werk.uns.broker import EmbeddedBroker
+from werk.uns.mqtt import subscribe
 
 
 @pytest.fixture
@@ -34,18 +34,20 @@ class Listener:
         self.got: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self.client.on_message = self._on_message
+        connected = threading.Event()
+        self.client.on_connect = lambda *_args: connected.set()
         if will:
             self.client.will_set(will[0], will[1], qos=1)
         self.client.connect("127.0.0.1", port, keepalive=2)
         self.client.loop_start()
+        assert connected.wait(10), "no CONNACK"  # the broker holds the will from here on
 
     def _on_message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         with self._lock:
             self.got.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def subscribe(self, topic: str) -> None:
-        self.client.subscribe(topic, qos=1)
-        time.sleep(0.3)
+        subscribe(self.client, topic, qos=1)  # returns on the SUBACK
 
     def close(self) -> None:
         self.client.disconnect()
@@ -74,7 +76,6 @@ def test_a_will_is_published_when_a_client_dies(broker: Settings, *, v5: bool) -
     watcher.subscribe("wills/#")
     port = broker.mqtt5_port if v5 else broker.mqtt_port
     doomed = Listener(port, v5=v5, will=("wills/edge-1", b"offline"))
-    time.sleep(0.3)
     doomed.client.loop_stop()
     doomed.client.socket().close()  # vanish without DISCONNECT
     assert wait_until(lambda: watcher.got, timeout=15) == [("wills/edge-1", b"offline", False)]

@@ -197,7 +197,7 @@ def test_a_throttling_or_failing_authority_refuses_cleanly(start: Start) -> None
 
 
 def test_a_slow_authority_does_not_hold_up_other_connections(start: Start) -> None:
-    authority = FixedAuthority(dict(USERS), delay_s=0.5)
+    authority = FixedAuthority(dict(USERS), delay_s=1.0)
     gw = start(authority)
     started = time.monotonic()
     # Paho connects without waiting for the CONNACK; Peer waits after loop_start.
@@ -208,9 +208,10 @@ def test_a_slow_authority_does_not_hold_up_other_connections(start: Start) -> No
         c.on_connect = lambda *args: connected.append(args[3])
         c.connect("127.0.0.1", gw.port(True))
         c.loop_start()
-    wait_until(lambda: len(connected) == 4, timeout=5)
+    wait_until(lambda: len(connected) == 4, timeout=8)
     assert not any(rc.is_failure for rc in connected)
-    assert time.monotonic() - started < 1.5, "the authority ran one connect at a time"
+    # one at a time would take 4 s
+    assert time.monotonic() - started < 3.0, "the authority ran one connect at a time"
     for c in clients:
         c.disconnect()
         c.loop_stop()
@@ -349,13 +350,11 @@ def test_one_subscribe_with_allowed_and_denied_filters(gw: Running, v5: bool) ->
 
 
 @VERSIONS
-def test_drop_disconnects_a_live_client_within_a_second(gw: Running, v5: bool) -> None:
+def test_drop_disconnects_a_live_client_at_once(gw: Running, v5: bool) -> None:
     device = gw.peer(v5)
     admin = gw.peer(v5, user="admin")
-    started = time.monotonic()
     assert gw.gateway.drop("p-device") == 1
-    assert device.disconnected.wait(1.0)
-    assert time.monotonic() - started < 1.0
+    assert device.disconnected.wait(3.0)  # not at the next keep-alive (30 s)
     if v5:
         assert device.disconnect_reason is not None
         assert device.disconnect_reason.value == 0x98
@@ -373,7 +372,7 @@ def test_drop_from_another_thread_while_messages_flow(gw: Running) -> None:
     for i in range(200):
         device.client.publish("plant/a/flow", str(i).encode(), qos=0)
     assert gw.gateway.drop("p-device") == 1
-    assert device.disconnected.wait(1.0)
+    assert device.disconnected.wait(3.0)
     wait_until(lambda: gw.gateway.stats().connections == 1)
     watcher.close()
 

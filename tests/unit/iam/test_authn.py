@@ -219,9 +219,9 @@ def test_session_carries_csrf_and_ends_when_idle(world: World) -> None:
     assert (found.name, found.auth_method, found.credential_id) == ("alice", "session", session.id)
     assert csrf == session.csrf and len(csrf) >= 32
     assert _code(world.authn.verify_session, "not-a-cookie") == "bad_session"
-    world.clock.advance(119)
+    world.clock.advance(110)
     world.authn.verify_session(session.cookie)
-    world.clock.advance(119)
+    world.clock.advance(110)
     world.authn.verify_session(session.cookie)
     world.clock.advance(121)
     assert _code(world.authn.verify_session, session.cookie) == "session_expired"

@@ -12,11 +12,12 @@ from tests.unit.iam.test_authn import IP, PASSWORD, World, make_world
 
 from werk.core.db import session_scope
 from werk.core.errors import Forbidden, Unauthenticated
+from werk.iam import authn_refresh
 from werk.iam.authn_bench import measure_verification
 from werk.iam.authn_cache import CACHE_TTL_S
 from werk.iam.bootstrap import SYSTEM
 from werk.iam.models import ApiKeyRecord, RefreshTokenRecord, RevokedTokenRecord, SigningKeyRecord
-from werk.iam.secrets import parse_api_key
+from werk.iam.secrets import new_token, parse_api_key
 
 
 @pytest.fixture
@@ -61,9 +62,9 @@ def test_access_token_names_the_principal_and_the_signing_key(world: World) -> N
 
 def test_access_token_expires(world: World) -> None:
     _, access, _ = _alice(world)
-    world.clock.advance(59)
+    world.clock.advance(58)  # "exp" is a whole second: the token lives 59 to 60 s
     assert world.authn.verify(access).name == "alice"
-    world.clock.advance(2)
+    world.clock.advance(3)
     assert _code(world.authn.verify, access) == "token_expired"
     assert _code(world.authenticator().verify, access) == "token_expired"
 
@@ -126,6 +127,7 @@ def test_revoked_access_token_fails_now_and_after_a_restart(world: World) -> Non
     assert _code(world.authenticator().verify, access) == "token_revoked"
     assert world.authn.verify(other.access_token).name == "alice"
     world.authn.revoke("not a token at all")
+    world.authn.revoke("wk_" + "0" * 12 + "_" + "A" * 43)  # an API key: ignored
     world.authn.revoke(other.refresh_token or "")
     assert _code(world.authn.refresh, other.refresh_token or "", ip=IP) == "token_revoked"
     assert [e.detail["kind"] for e in world.events("auth.revoke")] == ["access", "refresh"]
@@ -305,3 +307,14 @@ def test_revocations_no_process_announced_take_effect_within_a_minute(tmp_path: 
     world.clock.advance(CACHE_TTL_S)
     assert _code(world.authn.verify, access) == "token_revoked"
     assert _code(world.authn.verify, key) == "key_revoked"
+
+
+def test_a_refresh_token_that_begins_like_an_api_key_is_still_revoked(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.user()
+    monkeypatch.setattr(authn_refresh, "new_token", lambda: "wk_" + new_token())
+    pair = world.authn.issue(world.authn.login_password("alice", PASSWORD, ip=IP), ip=IP)
+    assert pair.refresh_token is not None and pair.refresh_token.startswith("wk_")
+    world.authn.revoke(pair.refresh_token)
+    assert _code(world.authn.refresh, pair.refresh_token, ip=IP) == "token_revoked"

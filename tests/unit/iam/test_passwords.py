@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from argon2 import PasswordHasher
@@ -57,10 +58,16 @@ def test_a_hash_with_weaker_parameters_verifies_but_asks_for_a_rehash() -> None:
 def test_dummy_verify_costs_about_as_much_as_a_real_one() -> None:
     stored = hash_password("some password")
     dummy_verify("warm-up")
-    started = time.perf_counter()
-    verify_password(stored, "wrong guess")
-    real = time.perf_counter() - started
-    started = time.perf_counter()
-    dummy_verify("wrong guess")
-    dummy = time.perf_counter() - started
+    real = _fastest(lambda: verify_password(stored, "wrong guess"))
+    dummy = _fastest(lambda: dummy_verify("wrong guess"))
     assert dummy > real / 3
+
+
+def _fastest(call: Callable[[], object], repeats: int = 3) -> float:
+    """The shortest of a few timings: a pause of the machine does not count."""
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
