@@ -61,7 +61,9 @@ def start_iam(
 
 def start_gateway(security: Security, settings: Settings, broker: EmbeddedBroker) -> MqttGateway:
     """Serve the public MQTT ports through the gateway; revocations drop live sessions."""
-    authority = IamMqttAuthority(security.iam.authn, settings, node_path=node_path(settings))
+    authority = IamMqttAuthority(
+        security.iam.authn, settings, node_path=node_path(settings), on_login=security.guard.admit
+    )
     gateway = MqttGateway(
         settings,
         authority,

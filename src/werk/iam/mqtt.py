@@ -347,12 +347,18 @@ class IamMqttAuthority:
     """
 
     def __init__(
-        self, authn: MqttCredentials, settings: Settings, *, node_path: NodePath | None = None
+        self,
+        authn: MqttCredentials,
+        settings: Settings,
+        *,
+        node_path: NodePath | None = None,
+        on_login: Callable[[Principal], None] | None = None,
     ) -> None:
         self._authn = authn
         self._root = settings.uns_root
         self._anonymous = settings.mqtt_allow_anonymous
         self._node_path = node_path
+        self._on_login = on_login
 
     def connect(
         self, username: str, password: str, client_id: str, peer: str
@@ -366,6 +372,8 @@ class IamMqttAuthority:
         if acl.empty:
             _LOGGER.info("MQTT login refused: %s holds no MQTT permission", principal.name)
             return None
+        if self._on_login is not None:
+            self._on_login(principal)
         return IamMqttGrant(principal.id, acl)
 
     def anonymous(self) -> IamMqttGrant | None:
@@ -387,6 +395,10 @@ class PublishGuard:
     quarantined. Werk's own publications count too: the Sparkplug host's STATE and its
     NCMD/DCMD commands, and each topic the REST API publishes to (`expect`, remembered
     for a few minutes). Call `refresh` after every IAM change.
+
+    A principal made through another werk process becomes known here with the next poll
+    of the change feed; if it logs in to this process's MQTT gateway before that, the
+    gateway hands it over (`admit`), so its first messages are not quarantined.
     """
 
     def __init__(
@@ -403,9 +415,12 @@ class PublishGuard:
         self._root = uns_root
         self._anonymous = allow_anonymous
         self._host_id = sparkplug_host_id
-        self._rules = self._load()
-        self._expected: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        self._admitted: dict[str, list[str]] = {}
+        self._rules = TopicAcl((), ())
+        self._known: frozenset[str] = frozenset()
+        self.refresh()
+        self._expected: OrderedDict[str, float] = OrderedDict()
 
     @classmethod
     def from_settings(
@@ -442,20 +457,47 @@ class PublishGuard:
 
     def refresh(self) -> None:
         """Read the principals again and forget every cached decision."""
-        self._rules = self._load()
+        filters, known = self._load()
+        with self._lock:  # atomic with `admit`: a principal admitted meanwhile stays
+            for principal_id in known & self._admitted.keys():
+                del self._admitted[principal_id]
+            for principal_id, admitted in self._admitted.items():
+                filters.extend(admitted)
+                known.add(principal_id)
+            self._rules = TopicAcl(filters, (), cache_limit=_GUARD_CACHE)
+            self._known = frozenset(known)
+
+    def admit(self, principal: Principal) -> None:
+        """Add the rights of `principal`, just authenticated, if they are not known yet.
+
+        It stays admitted until a refresh finds it in the directory, or `on_change` names
+        it: a refresh that read the directory before the principal was committed keeps it.
+        """
+        if principal.id in self._known:
+            return
+        filters = publish_filters(principal, self._root, self._node_path)
+        with self._lock:
+            self._admitted[principal.id] = filters
+            self._known = self._known | {principal.id}
+            self._rules = TopicAcl([*self._rules.publish, *filters], (), cache_limit=_GUARD_CACHE)
 
     def on_change(self, principal_id: str) -> None:
         """Refresh after an IAM change (an `Iam.on_change` listener); log a failure."""
+        with self._lock:
+            self._admitted.pop(principal_id, None)
         try:
             self.refresh()
         except Exception:
             _LOGGER.exception("publish guard kept its old rights after change of %s", principal_id)
 
-    def _load(self) -> TopicAcl:
+    def _load(self) -> tuple[list[str], set[str]]:
+        """The filters of werk itself and every enabled principal, and those principals' ids."""
         filters = self._internal_filters()
+        known: set[str] = set()
         for principal in self._principals():
             filters.extend(publish_filters(principal, self._root, self._node_path))
-        return TopicAcl(filters, (), cache_limit=_GUARD_CACHE)
+            known.add(principal.id)
+        return filters, known
 
     def _internal_filters(self) -> list[str]:
         filters = ["#"] if self._anonymous else []

@@ -91,3 +91,30 @@ def test_a_change_made_through_one_werk_reaches_the_other(tmp_path: Path) -> Non
         assert b.get("/api/v1/auth/me", headers=bearer(access)).status_code == 200
         assert a.post("/api/v1/auth/revoke", data={"token": access}).status_code == 200
         assert wait_until(lambda: _refused(b, access), timeout=5)
+
+
+def test_a_device_made_through_one_werk_publishes_through_the_other_at_once(
+    tmp_path: Path,
+) -> None:
+    """Its login to the other werk's gateway tells that werk's ingest of it, before any poll."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings_a, settings_b = (
+        make_settings(
+            tmp_path / name, database_url=shared, mqtt_allow_anonymous=False,
+            iam_sync_interval_s=60.0,
+        )
+        for name in ("a", "b")
+    )  # fmt: skip
+    runtime_a, runtime_b = Runtime(settings_a), Runtime(settings_b)
+    with admin_client(runtime_a), admin_client(runtime_b):
+        assert runtime_a.iam is not None and runtime_b.pipeline is not None
+        _, key = _device(runtime_a.iam)
+        on_b = Probe(settings_b.mqtt_port, "press-7", key)
+        try:
+            assert on_b.connect() == 0
+            assert on_b.publish(TOPIC, b'{"value": 812.5}') < 0x80
+            tag = TOPIC.removeprefix("uns/v1/").replace("/_value/", "/")
+            assert wait_until(lambda: runtime_b.namespace.find(tag), timeout=5)
+            assert runtime_b.pipeline.stats.rejected == 0
+        finally:
+            on_b.close()

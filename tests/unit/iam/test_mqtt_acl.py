@@ -341,6 +341,41 @@ def test_the_guard_counts_what_the_rest_api_publishes_and_anonymous_access() -> 
     assert not lab("$SYS/x")
 
 
+def test_a_principal_admitted_at_login_publishes_before_the_next_refresh() -> None:
+    enabled: list[Principal] = []
+    guard = PublishGuard(lambda: list(enabled), ROOT)
+    topic = f"{ROOT}/{PRESS}/_value/force"
+    newcomer = principal(((MQTT_PUBLISH,), (f"{PRESS}/#",)))
+    assert not guard(topic)  # made through another werk process a moment ago
+    guard.admit(newcomer)
+    assert guard(topic)
+    assert not guard(f"{ROOT}/acme/berlin/machining/line-1/cell-1/press-8/_value/force")
+    guard.refresh()  # read before the principal was committed: it stays admitted
+    assert guard(topic)
+    enabled.append(newcomer)
+    guard.refresh()  # now the directory has it
+    enabled.clear()
+    guard.refresh()  # and without it, it is gone: no longer admitted
+    assert not guard(topic)
+
+
+def test_a_changed_principal_is_no_longer_admitted() -> None:
+    guard = PublishGuard(list, ROOT)
+    guard.admit(principal(((MQTT_PUBLISH,), (f"{PRESS}/#",))))
+    guard.on_change("p1")  # disabled through another werk process
+    assert not guard(f"{ROOT}/{PRESS}/_value/force")
+
+
+def test_admitting_a_known_principal_changes_nothing() -> None:
+    known = principal(((MQTT_PUBLISH,), (f"{PRESS}/#",)))
+    enabled = [known]
+    guard = PublishGuard(lambda: list(enabled), ROOT)
+    guard.admit(known)  # the directory has it already: nothing is kept aside
+    enabled.clear()
+    guard.refresh()
+    assert not guard(f"{ROOT}/{PRESS}/_value/force")
+
+
 def test_a_failing_refresh_keeps_the_old_rights() -> None:
     calls: list[int] = []
 
