@@ -48,16 +48,24 @@ def _service(iam: Iam) -> tuple[str, str]:
     return made.name, key
 
 
-def test_a_change_made_through_one_werk_reaches_the_other(tmp_path: Path) -> None:
+def _two_werks(tmp_path: Path, sync_interval_s: float) -> tuple[Runtime, Runtime]:
+    """Two runtimes on one SQLite database, each with its own broker and data directory."""
     shared = f"sqlite:///{tmp_path / 'shared.db'}"
-    settings_a, settings_b = (
-        make_settings(
-            tmp_path / name, database_url=shared, mqtt_allow_anonymous=False,
-            iam_sync_interval_s=0.1,
-        )
-        for name in ("a", "b")
-    )  # fmt: skip
-    runtime_a, runtime_b = Runtime(settings_a), Runtime(settings_b)
+
+    def runtime(name: str) -> Runtime:
+        return Runtime(
+            make_settings(
+                tmp_path / name, database_url=shared, mqtt_allow_anonymous=False,
+                iam_sync_interval_s=sync_interval_s,
+            )
+        )  # fmt: skip
+
+    return runtime("a"), runtime("b")
+
+
+def test_a_change_made_through_one_werk_reaches_the_other(tmp_path: Path) -> None:
+    runtime_a, runtime_b = _two_werks(tmp_path, sync_interval_s=0.1)
+    settings_b = runtime_b.settings
     with admin_client(runtime_a) as a, admin_client(runtime_b) as b:
         assert runtime_a.iam is not None
         device_id, key = _device(runtime_a.iam)
@@ -97,15 +105,8 @@ def test_a_device_made_through_one_werk_publishes_through_the_other_at_once(
     tmp_path: Path,
 ) -> None:
     """Its login to the other werk's gateway tells that werk's ingest of it, before any poll."""
-    shared = f"sqlite:///{tmp_path / 'shared.db'}"
-    settings_a, settings_b = (
-        make_settings(
-            tmp_path / name, database_url=shared, mqtt_allow_anonymous=False,
-            iam_sync_interval_s=60.0,
-        )
-        for name in ("a", "b")
-    )  # fmt: skip
-    runtime_a, runtime_b = Runtime(settings_a), Runtime(settings_b)
+    runtime_a, runtime_b = _two_werks(tmp_path, sync_interval_s=60.0)
+    settings_b = runtime_b.settings
     with admin_client(runtime_a), admin_client(runtime_b):
         assert runtime_a.iam is not None and runtime_b.pipeline is not None
         _, key = _device(runtime_a.iam)
