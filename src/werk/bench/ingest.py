@@ -3,10 +3,12 @@
 One run, on a fresh data directory and a fresh embedded broker on free ports:
 
 1. ceiling: a bare paho subscriber counts what a publisher process sends it;
-2. single-tag ingest: the real pipeline (`Runtime`) stores the same load;
-3. batched ingest: the same with 100-tag batch messages;
-4. latency: at half the single-tag rate, probe values from publish to the REST API;
-5. CPU and peak resident memory of werk and of the broker throughout.
+2. gateway: the same, with the publisher logged in as a device through werk's MQTT
+   gateway (API key at CONNECT, topic rights on every PUBLISH), as devices publish;
+3. single-tag ingest: the real pipeline (`Runtime`) stores the ceiling's load;
+4. batched ingest: the same with 100-tag batch messages;
+5. latency: at half the single-tag rate, probe values from publish to the REST API;
+6. CPU and peak resident memory of werk and of the broker throughout.
 
 The publisher always runs in its own process. Every wait has a timeout: a phase that
 stalls reports what it got.
@@ -35,6 +37,7 @@ from werk.bench.machine import free_ports, machine_info
 from werk.bench.meters import AcceptedMeter, CountingSubscriber, Meter, ProbeWatcher, span_s
 from werk.bench.meters import probe_latencies_ms as latencies_of
 from werk.bench.processes import PublisherProcess, ResourceMonitor, Usage
+from werk.bench.publisher import PASSWORD_ENV
 from werk.bench.report import IngestReport, LatencyResult, PhaseResult
 from werk.bench.workload import PublishFigures
 from werk.core.clock import now_ns
@@ -43,6 +46,7 @@ from werk.core.settings import Settings
 from werk.uns.broker import BrokerAddress, EmbeddedBroker
 
 if TYPE_CHECKING:
+    from werk.bench.gateway import DeviceLogin
     from werk.runtime import Runtime
     from werk.uns.ingest import IngestPipeline
 
@@ -107,8 +111,8 @@ class _Bench:
             mqtt5_port=mqtt5, http_host=_LOCAL, http_port=http, database_url=None,
             historian_path=None, mqtt_allow_anonymous=True,
         )  # fmt: skip
-        # The publisher processes speak to rumqttd directly and anonymously (no gateway):
-        # this measures ingest alone; the gateway has its own figures.
+        # Except in the gateway phase, the publisher processes speak to rumqttd directly
+        # and anonymously: the ingest phases measure ingest alone.
         self._monitor = ResourceMonitor()
         self._api_key = ""
         self._progress = Progress(
@@ -119,17 +123,19 @@ class _Bench:
     def run(self) -> IngestReport:
         """Start the broker, run the phases, stop everything."""
         broker = EmbeddedBroker(self._settings, serve_public=True)
-        address = broker.start()
+        broker.start()
         try:
             self._monitor.start()
             with self._progress:
-                return self._phases(address)
+                return self._phases(broker)
         finally:
             self._monitor.stop()
             broker.stop()
 
-    def _phases(self, address: BrokerAddress) -> IngestReport:
-        ceiling = self._ceiling(address)
+    def _phases(self, broker: EmbeddedBroker) -> IngestReport:
+        address = broker.address
+        ceiling = self._ceiling(address, "ceiling (bare subscriber)")
+        gateway = self._through_gateway(broker)
         from werk.bench.server import ApiServer  # FastAPI and the runtime: not for the publisher
         from werk.iam.bootstrap import admin_api_key
         from werk.runtime import Runtime
@@ -140,11 +146,13 @@ class _Bench:
         assert runtime.iam is not None
         self._api_key = admin_api_key(runtime.iam, "bench")
         try:
-            return self._ingest_phases(runtime, server.base_url, ceiling)
+            return self._ingest_phases(runtime, server.base_url, (ceiling, gateway))
         finally:
             server.stop(_STOP_TIMEOUT_S)
 
-    def _ingest_phases(self, runtime: Runtime, base_url: str, ceiling: PhaseResult) -> IngestReport:
+    def _ingest_phases(
+        self, runtime: Runtime, base_url: str, ceilings: tuple[PhaseResult, PhaseResult]
+    ) -> IngestReport:
         assert runtime.pipeline is not None
         assert runtime.store is not None
         pipeline = runtime.pipeline
@@ -152,22 +160,37 @@ class _Bench:
         single = self._ingest(pipeline, "single-tag ingest", "single", self._config.messages)
         batch = self._ingest(pipeline, "batched ingest", "batch", self._config.batch_messages)
         latency = self._latency(pipeline, base_url, single.msgs_per_s / 2)
+        ceiling, gateway = ceilings
         return IngestReport(
-            machine=machine_info(), ceiling=ceiling, single=single, batch=batch, latency=latency,
+            machine=machine_info(), ceiling=ceiling, gateway=gateway, single=single, batch=batch,
+            latency=latency,
             werk_rss_peak=self._monitor.peak("werk"), broker_rss_peak=self._monitor.peak("broker"),
             stored_rows=runtime.store.count(), pipeline_samples=pipeline.stats.samples,
         )  # fmt: skip
 
-    def _ceiling(self, address: BrokerAddress) -> PhaseResult:
+    def _ceiling(
+        self, address: BrokerAddress, name: str, login: DeviceLogin | None = None
+    ) -> PhaseResult:
         """A bare subscriber on the same kind of subscription as the pipeline's."""
         topic_filter = f"$share/{_CEILING_GROUP}/{self._settings.uns_root}/#"
         subscriber = CountingSubscriber(address, topic_filter)
         subscriber.start(_START_TIMEOUT_S)
         try:
             count = self._config.messages
-            return self._flood("ceiling (bare subscriber)", "single", count, subscriber, None)
+            return self._flood(name, "single", count, subscriber, None, login)
         finally:
             subscriber.stop()
+
+    def _through_gateway(self, broker: EmbeddedBroker) -> PhaseResult:
+        """The ceiling with the publisher logged in as a device through werk's MQTT gateway."""
+        from werk.bench.gateway import BenchGateway  # IAM: not for the publisher
+
+        gateway = BenchGateway(self._settings, broker)
+        login = gateway.start()
+        try:
+            return self._ceiling(broker.address, "ceiling through the MQTT gateway", login)
+        finally:
+            gateway.stop()
 
     def _warm_up(self, runtime: Runtime, pipeline: IngestPipeline) -> None:
         """Publish until the pipeline stores one message: it is subscribed and warm."""
@@ -193,11 +216,17 @@ class _Bench:
         return result
 
     def _flood(
-        self, name: str, mode: str, count: int, meter: Meter, pipeline: IngestPipeline | None
+        self,
+        name: str,
+        mode: str,
+        count: int,
+        meter: Meter,
+        pipeline: IngestPipeline | None,
+        login: DeviceLogin | None = None,
     ) -> PhaseResult:
         """Publish `count` messages from a publisher process; measure until `meter` has them."""
         before = _counters(pipeline)
-        publisher = self._publisher(mode, count=count)
+        publisher = self._publisher(mode, login, count=count)
         try:
             self._monitor.begin()
             started = time.monotonic()
@@ -228,7 +257,7 @@ class _Bench:
         cfg = self._config
         rate = max(rate, _MIN_PACED_RATE)
         publisher = self._publisher(
-            "paced", rate=rate, seconds=cfg.latency_seconds, probe_hz=cfg.probe_hz,
+            "paced", None, rate=rate, seconds=cfg.latency_seconds, probe_hz=cfg.probe_hz,
             offset=_PACED_OFFSET,
         )  # fmt: skip
         watcher = ProbeWatcher(
@@ -283,17 +312,24 @@ class _Bench:
         last = figures.probe_times_us[-1]
         _wait_until(lambda: watcher.seen(last), self._config.stall_timeout_s)
 
-    def _publisher(self, mode: str, **options: float) -> PublisherProcess:
-        """A started publisher process, ready to go."""
+    def _publisher(
+        self, mode: str, login: DeviceLogin | None = None, **options: float
+    ) -> PublisherProcess:
+        """A started publisher process, ready to go: anonymous on rumqttd, or as `login`."""
         s = self._settings
+        host, port = (s.mqtt_host, s.mqtt5_port) if login is None else (login.host, login.port)
         args = [
-            "--host", s.mqtt_host, "--port", str(s.mqtt5_port), "--root", s.uns_root,
+            "--host", host, "--port", str(port), "--root", s.uns_root,
             "--mode", mode, "--inflight", str(s.mqtt_max_inflight),
             "--timeout", str(self._config.stall_timeout_s),
         ]  # fmt: skip
         for key, value in options.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
-        publisher = PublisherProcess(args)
+        env = None
+        if login is not None:
+            args += ["--username", login.username]
+            env = {PASSWORD_ENV: login.key}
+        publisher = PublisherProcess(args, env)
         publisher.start(_READY_TIMEOUT_S)
         return publisher
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import subprocess
 import sys
@@ -25,8 +26,9 @@ _STDERR_LINES: Final = 20
 class PublisherProcess:
     """``python -m werk.bench.publisher`` in a child process, started with a ready/go handshake."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self._command = [sys.executable, "-m", "werk.bench.publisher", *args]
+        self._env = None if env is None else {**os.environ, **env}
         self._lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         self._proc: subprocess.Popen[str] | None = None
@@ -41,7 +43,7 @@ class PublisherProcess:
         """Start the child and wait until it has connected and built its messages."""
         self._proc = subprocess.Popen(
             self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1,
+            stderr=subprocess.PIPE, text=True, bufsize=1, env=self._env,
         )  # fmt: skip
         assert self._proc.stdout is not None
         assert self._proc.stderr is not None

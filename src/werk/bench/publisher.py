@@ -11,6 +11,7 @@ allows; ``sparkplug`` publishes an NBIRTH, a DBIRTH and `--count` DDATA messages
 from __future__ import annotations
 
 import argparse
+import os
 import select
 import sys
 import threading
@@ -28,6 +29,7 @@ from werk.uns.broker import BrokerAddress
 from werk.uns.mqtt import client_id, connect, disconnect, make_client
 
 _GO_TIMEOUT_S: Final = 120.0
+PASSWORD_ENV: Final = "WERK_BENCH_MQTT_PASSWORD"  # not on the command line, which others see
 _TICK_S: Final = 0.005
 
 
@@ -67,6 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=0.0, help="duration (paced)")
     parser.add_argument("--probe-hz", type=float, default=50.0, help="probes/s (paced)")
     parser.add_argument("--timeout", type=float, default=300.0, help="wait for acks at most")
+    parser.add_argument(
+        "--username", default=None, help=f"MQTT user; its password comes from {PASSWORD_ENV}"
+    )
     return parser.parse_args(argv)
 
 
@@ -191,7 +196,8 @@ def run(args: argparse.Namespace) -> PublishFigures:
 
 
 def _client(args: argparse.Namespace) -> tuple[paho.Client, AckCounter]:
-    address = BrokerAddress(args.host, args.port, mqtt5=True)
+    password = os.environ.get(PASSWORD_ENV) if args.username is not None else None
+    address = BrokerAddress(args.host, args.port, True, args.username, password)
     client = make_client(address, client_id("bench-publisher"))
     client.max_inflight_messages_set(0)  # unlimited: Sender keeps the window
     acks = AckCounter()

@@ -119,6 +119,7 @@ class IngestReport:
 
     machine: MachineInfo
     ceiling: PhaseResult
+    gateway: PhaseResult
     single: PhaseResult
     batch: PhaseResult
     latency: LatencyResult
@@ -128,10 +129,19 @@ class IngestReport:
     pipeline_samples: int
 
     @property
+    def phases(self) -> tuple[PhaseResult, ...]:
+        """Every throughput phase, in the order they ran."""
+        return (self.ceiling, self.gateway, self.single, self.batch)
+
+    @property
     def single_ratio(self) -> float:
         """Single-tag ingest messages/s as a fraction of the ceiling."""
+        return self.ratio_to_ceiling(self.single)
+
+    def ratio_to_ceiling(self, phase: PhaseResult) -> float:
+        """A phase's messages/s as a fraction of the ceiling's."""
         ceiling = self.ceiling.msgs_per_s
-        return self.single.msgs_per_s / ceiling if ceiling > 0 else 0.0
+        return phase.msgs_per_s / ceiling if ceiling > 0 else 0.0
 
     def targets(self) -> list[tuple[str, str, bool]]:
         """(target, measured, met) for each target."""
@@ -154,6 +164,8 @@ class IngestReport:
             "machine": asdict(self.machine),
             "phases": {
                 "ceiling": self.ceiling.as_dict(),
+                "gateway": self.gateway.as_dict()
+                | {"ratio_to_ceiling": self.ratio_to_ceiling(self.gateway)},
                 "single": self.single.as_dict() | {"ratio_to_ceiling": self.single_ratio},
                 "batch": self.batch.as_dict(),
             },
@@ -171,7 +183,7 @@ def render(report: IngestReport, console: Console) -> None:
     """Print the machine and every figure as tables."""
     console.print(f"[bold]Machine[/bold]  {report.machine.describe()}")
     console.print(throughput_table(report))
-    if not all(p.complete for p in (report.ceiling, report.single, report.batch)):
+    if not all(p.complete for p in report.phases):
         console.print(
             "[yellow]note:[/yellow] a phase STALLED (no progress within the stall timeout); "
             "the broker may still have delivered its leftover messages into later phases."
@@ -185,7 +197,7 @@ def throughput_table(report: IngestReport) -> Table:
     """Messages and points per second of each phase, with CPU and memory."""
     table = Table(title="Ingest throughput", title_justify="left")
     table.add_column("figure")
-    phases = (report.ceiling, report.single, report.batch)
+    phases = report.phases
     for phase in phases:
         table.add_column(phase.name, justify="right")
     columns = [_phase_cells(phase, report.ceiling.msgs_per_s) for phase in phases]

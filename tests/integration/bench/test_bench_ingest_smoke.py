@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from tests.conftest import free_port
+from tests.integration.iam.acl_matrix import Probe
 from typer.testing import CliRunner
 
+from werk.bench.gateway import BenchGateway
+from werk.bench.workload import NODE
 from werk.cli.main import app
+from werk.core.settings import Settings
+from werk.uns.broker import EmbeddedBroker
 
 MESSAGES = 300
 BATCH_MESSAGES = 20
@@ -33,11 +40,17 @@ def test_prints_every_table(quick_run: tuple[str, dict[str, Any]]) -> None:
     output, _ = quick_run
     for title in ("Machine", "Ingest throughput", "Latency", "Memory and storage", "Targets"):
         assert title in output
+    assert "through the MQTT gateway" in output
 
 
 @pytest.mark.parametrize(
     ("phase", "points"),
-    [("ceiling", MESSAGES), ("single", MESSAGES), ("batch", BATCH_MESSAGES * BATCH_TAGS)],
+    [
+        ("ceiling", MESSAGES),
+        ("gateway", MESSAGES),
+        ("single", MESSAGES),
+        ("batch", BATCH_MESSAGES * BATCH_TAGS),
+    ],
 )
 def test_each_phase_completes_with_positive_rates(
     quick_run: tuple[str, dict[str, Any]], phase: str, points: int
@@ -70,6 +83,34 @@ def test_reports_memory_storage_and_targets(quick_run: tuple[str, dict[str, Any]
     ]
     phases = figures["phases"]
     assert phases["single"]["ratio_to_ceiling"] > 0
+    assert phases["gateway"]["ratio_to_ceiling"] > 0
     assert phases["ceiling"]["batches"] is None
     assert phases["single"]["batches"] > 0
     assert phases["batch"]["batches"] > 0
+
+
+def test_the_gateway_phase_logs_in_as_a_device_with_its_own_rights(
+    tmp_path: Path,
+) -> None:
+    """A wrong key is refused by the gateway: the phase really authenticates."""
+    settings = Settings(data_dir=tmp_path, mqtt_port=free_port(), mqtt5_port=free_port(),
+                        http_port=free_port(), mqtt_host="127.0.0.1")  # fmt: skip
+    broker = EmbeddedBroker(settings)
+    broker.start()
+    gateway = BenchGateway(settings, broker)
+    try:
+        login = gateway.start()
+        assert login.username == "bench-publisher" and login.key.startswith("wk_")
+        good = Probe(login.port, login.username, login.key)
+        bad = Probe(login.port, login.username, login.key[:-1] + "x")
+        try:
+            assert good.connect() == 0
+            assert good.publish(f"uns/v1/{NODE}/m-0/_value/t0") < 0x80
+            assert good.publish("uns/v1/acme/elsewhere/area/line/cell/m/_value/t") == 0x87
+            assert bad.connect() == 0x86  # bad user name or password
+        finally:
+            good.close()
+            bad.close()
+    finally:
+        gateway.stop()
+        broker.stop()

@@ -1,0 +1,93 @@
+"""werk's MQTT gateway in front of the benchmark's broker, with one device allowed to publish.
+
+`werk bench ingest` measures its ceiling twice: once with the publisher on rumqttd's open
+port, and once with the publisher logged in as a device through the gateway, which
+checks its API key at CONNECT and its rights on every PUBLISH before it forwards the
+message to rumqttd's internal port. The difference is what authentication and topic ACLs
+cost on the data path of every device message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from werk.bench.machine import free_ports
+from werk.bench.workload import NODE
+from werk.core.db import create_db_engine, upgrade_schema
+from werk.core.settings import Settings
+from werk.iam.bootstrap import SYSTEM, ensure_admin
+from werk.iam.mqtt import IamMqttAuthority
+from werk.iam.service import Iam
+from werk.uns.broker import EmbeddedBroker
+from werk.uns.gateway import MqttGateway
+
+DEVICE: Final = "bench-publisher"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLogin:
+    """Where the device logs in, and with what."""
+
+    host: str
+    port: int
+    username: str
+    key: str
+
+
+class BenchGateway:
+    """A gateway on fresh ports of `settings.mqtt_host`, with IAM in the data directory.
+
+    IAM is opened on werk's relational database in the benchmark's data directory: the
+    runtime started after this phase finds the device there and leaves it alone.
+    """
+
+    def __init__(self, settings: Settings, broker: EmbeddedBroker) -> None:
+        mqtt, mqtt5 = free_ports(2, settings.mqtt_host)
+        self._settings = settings.model_copy(
+            update={"mqtt_port": mqtt, "mqtt5_port": mqtt5, "mqtt_allow_anonymous": False}
+        )
+        self._broker = broker
+        self._engine: Engine | None = None
+        self._gateway: MqttGateway | None = None
+
+    def start(self) -> DeviceLogin:
+        """Create the device and its key, start the gateway; return the device's login."""
+        s = self._settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self._engine = create_db_engine(s.relational_url)
+        upgrade_schema(self._engine)
+        iam = Iam(sessionmaker(self._engine, expire_on_commit=False), s)
+        ensure_admin(iam)
+        key = _device_key(iam)
+        authority = IamMqttAuthority(iam.authn, s)
+        self._gateway = MqttGateway(
+            s, authority, self._broker.internal_v311_address, self._broker.address
+        )
+        self._gateway.start()
+        return DeviceLogin(s.mqtt_host, s.mqtt5_port, DEVICE, key)
+
+    def stop(self) -> None:
+        """Stop the gateway and close IAM's database."""
+        if self._gateway is not None:
+            self._gateway.stop()
+            self._gateway = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _device_key(iam: Iam) -> str:
+    """A device that may publish under the benchmark's cell, and a new API key of it."""
+    directory = iam.directory
+    operator = next(o for o in directory.list_orgs(SYSTEM) if o.kind == "operator")
+    role = next(r for r in directory.list_roles(SYSTEM) if r.builtin and r.name == "device")
+    device = directory.create_device(SYSTEM, org_id=operator.id, name=DEVICE)
+    directory.create_binding(
+        SYSTEM, role_id=role.id, principal_id=device.id, namespace=(f"{NODE}/#",)
+    )
+    _view, key = directory.create_api_key(SYSTEM, principal_id=device.id, name="bench")
+    return key
