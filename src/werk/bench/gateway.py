@@ -1,4 +1,4 @@
-"""werk's MQTT gateway in front of the benchmark's broker, with one device allowed to publish.
+"""werk's MQTT gateway in front of a broker of its own, with one device allowed to publish.
 
 `werk bench ingest` measures its ceiling twice: once with the publisher on rumqttd's open
 port, and once with the publisher logged in as a device through the gateway, which
@@ -10,6 +10,7 @@ cost on the data path of every device message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy.engine import Engine
@@ -39,25 +40,30 @@ class DeviceLogin:
 
 
 class BenchGateway:
-    """A gateway on fresh ports of `settings.mqtt_host`, with IAM in the data directory.
+    """A fresh embedded broker and a gateway before it, on free ports of `mqtt_host`.
 
-    IAM is opened on werk's relational database in the benchmark's data directory: the
-    runtime started after this phase finds the device there and leaves it alone.
+    Everything lives in `data_dir` (rumqttd's config, IAM's database), apart from the
+    benchmark's other broker and runtime.
     """
 
-    def __init__(self, settings: Settings, broker: EmbeddedBroker) -> None:
+    def __init__(self, settings: Settings, data_dir: Path) -> None:
         mqtt, mqtt5 = free_ports(2, settings.mqtt_host)
         self._settings = settings.model_copy(
-            update={"mqtt_port": mqtt, "mqtt5_port": mqtt5, "mqtt_allow_anonymous": False}
-        )
-        self._broker = broker
+            update={"data_dir": data_dir, "mqtt_port": mqtt, "mqtt5_port": mqtt5,
+                    "mqtt_allow_anonymous": False, "database_url": None}
+        )  # fmt: skip
+        self.broker = EmbeddedBroker(self._settings)
         self._engine: Engine | None = None
         self._gateway: MqttGateway | None = None
 
     def start(self) -> DeviceLogin:
-        """Create the device and its key, start the gateway; return the device's login."""
+        """Start the broker, create the device and its key, start the gateway.
+
+        Returns the device's login at the gateway; `stop` cleans up a half-done start.
+        """
         s = self._settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.broker.start()
         self._engine = create_db_engine(s.relational_url)
         upgrade_schema(self._engine)
         iam = Iam(sessionmaker(self._engine, expire_on_commit=False), s)
@@ -65,19 +71,20 @@ class BenchGateway:
         key = _device_key(iam)
         authority = IamMqttAuthority(iam.authn, s)
         self._gateway = MqttGateway(
-            s, authority, self._broker.internal_v311_address, self._broker.address
+            s, authority, self.broker.internal_v311_address, self.broker.address
         )
         self._gateway.start()
         return DeviceLogin(s.mqtt_host, s.mqtt5_port, DEVICE, key)
 
     def stop(self) -> None:
-        """Stop the gateway and close IAM's database."""
+        """Stop the gateway and the broker, and close IAM's database."""
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        self.broker.stop()
 
 
 def _device_key(iam: Iam) -> str:

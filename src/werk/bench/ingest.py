@@ -3,11 +3,11 @@
 One run, on a fresh data directory and a fresh embedded broker on free ports:
 
 1. ceiling: a bare paho subscriber counts what a publisher process sends it;
-2. gateway: the same, with the publisher logged in as a device through werk's MQTT
-   gateway (API key at CONNECT, topic rights on every PUBLISH), as devices publish;
-3. single-tag ingest: the real pipeline (`Runtime`) stores the ceiling's load;
-4. batched ingest: the same with 100-tag batch messages;
-5. latency: at half the single-tag rate, probe values from publish to the REST API;
+2. single-tag ingest: the real pipeline (`Runtime`) stores the same load;
+3. batched ingest: the same with 100-tag batch messages;
+4. latency: at half the single-tag rate, probe values from publish to the REST API;
+5. gateway: the ceiling again on a fresh broker, with the publisher logged in as a device
+   through werk's MQTT gateway (API key at CONNECT, topic rights on every PUBLISH);
 6. CPU and peak resident memory of werk and of the broker throughout.
 
 The publisher always runs in its own process. Every wait has a timeout: a phase that
@@ -100,6 +100,17 @@ class _Stall:
         return now - self._moved > self._stall_s or now > self._deadline
 
 
+@dataclass(frozen=True, slots=True)
+class _Ingested:
+    """What the phases with werk's runtime measured."""
+
+    single: PhaseResult
+    batch: PhaseResult
+    latency: LatencyResult
+    stored_rows: int
+    pipeline_samples: int
+
+
 class _Bench:
     """One run of the ingest benchmark."""
 
@@ -133,9 +144,21 @@ class _Bench:
             broker.stop()
 
     def _phases(self, broker: EmbeddedBroker) -> IngestReport:
-        address = broker.address
-        ceiling = self._ceiling(address, "ceiling (bare subscriber)")
-        gateway = self._through_gateway(broker)
+        ceiling = self._ceiling(broker.address, "ceiling (bare subscriber)")
+        ingested = self._ingest_phases(broker.address)
+        peaks = self._monitor.peak("werk"), self._monitor.peak("broker")
+        # Last, on a broker of its own and with werk's runtime stopped: the gateway phase
+        # can neither slow the ingest phases down nor be slowed down by them.
+        gateway = self._through_gateway()
+        return IngestReport(
+            machine=machine_info(), ceiling=ceiling, gateway=gateway, single=ingested.single,
+            batch=ingested.batch, latency=ingested.latency, werk_rss_peak=peaks[0],
+            broker_rss_peak=peaks[1], stored_rows=ingested.stored_rows,
+            pipeline_samples=ingested.pipeline_samples,
+        )  # fmt: skip
+
+    def _ingest_phases(self, address: BrokerAddress) -> _Ingested:
+        """Start werk on the broker at `address` and run the phases that need its runtime."""
         from werk.bench.server import ApiServer  # FastAPI and the runtime: not for the publisher
         from werk.iam.bootstrap import admin_api_key
         from werk.runtime import Runtime
@@ -146,13 +169,11 @@ class _Bench:
         assert runtime.iam is not None
         self._api_key = admin_api_key(runtime.iam, "bench")
         try:
-            return self._ingest_phases(runtime, server.base_url, (ceiling, gateway))
+            return self._run_ingest(runtime, server.base_url)
         finally:
             server.stop(_STOP_TIMEOUT_S)
 
-    def _ingest_phases(
-        self, runtime: Runtime, base_url: str, ceilings: tuple[PhaseResult, PhaseResult]
-    ) -> IngestReport:
+    def _run_ingest(self, runtime: Runtime, base_url: str) -> _Ingested:
         assert runtime.pipeline is not None
         assert runtime.store is not None
         pipeline = runtime.pipeline
@@ -160,13 +181,7 @@ class _Bench:
         single = self._ingest(pipeline, "single-tag ingest", "single", self._config.messages)
         batch = self._ingest(pipeline, "batched ingest", "batch", self._config.batch_messages)
         latency = self._latency(pipeline, base_url, single.msgs_per_s / 2)
-        ceiling, gateway = ceilings
-        return IngestReport(
-            machine=machine_info(), ceiling=ceiling, gateway=gateway, single=single, batch=batch,
-            latency=latency,
-            werk_rss_peak=self._monitor.peak("werk"), broker_rss_peak=self._monitor.peak("broker"),
-            stored_rows=runtime.store.count(), pipeline_samples=pipeline.stats.samples,
-        )  # fmt: skip
+        return _Ingested(single, batch, latency, runtime.store.count(), pipeline.stats.samples)
 
     def _ceiling(
         self, address: BrokerAddress, name: str, login: DeviceLogin | None = None
@@ -181,16 +196,23 @@ class _Bench:
         finally:
             subscriber.stop()
 
-    def _through_gateway(self, broker: EmbeddedBroker) -> PhaseResult:
-        """The ceiling with the publisher logged in as a device through werk's MQTT gateway."""
+    def _through_gateway(self) -> PhaseResult:
+        """The ceiling with the publisher logged in as a device through werk's MQTT gateway.
+
+        On a broker of its own, started fresh like the first: the ingest phases that follow
+        get a broker that has carried only the ceiling's load, as before.
+        """
         from werk.bench.gateway import BenchGateway  # IAM: not for the publisher
 
-        gateway = BenchGateway(self._settings, broker)
-        login = gateway.start()
+        gateway = BenchGateway(self._settings, self._settings.data_dir / "gateway")
+        main = self._monitor.watch_broker(None)
         try:
-            return self._ceiling(broker.address, "ceiling through the MQTT gateway", login)
+            login = gateway.start()
+            self._monitor.watch_newest_broker()
+            return self._ceiling(gateway.broker.address, "ceiling through the MQTT gateway", login)
         finally:
             gateway.stop()
+            self._monitor.watch_broker(main)
 
     def _warm_up(self, runtime: Runtime, pipeline: IngestPipeline) -> None:
         """Publish until the pipeline stores one message: it is subscribed and warm."""

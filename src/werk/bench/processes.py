@@ -163,6 +163,16 @@ class ResourceMonitor:
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
 
+    def watch_newest_broker(self) -> None:
+        """Watch the broker child started last from the next window on."""
+        brokers = find_brokers(self._me)
+        self._broker = brokers[-1] if brokers else None
+
+    def watch_broker(self, broker: psutil.Process | None) -> psutil.Process | None:
+        """Watch `broker` from the next window on; return the one watched so far."""
+        before, self._broker = self._broker, broker
+        return before
+
     @property
     def broker_pid(self) -> int | None:
         """Process id of the embedded broker, when found."""
@@ -209,13 +219,20 @@ class ResourceMonitor:
 
 def find_broker(parent: psutil.Process) -> psutil.Process | None:
     """The embedded broker among the children of `parent` (iotcore runs it as a child)."""
+    brokers = find_brokers(parent)
+    return brokers[0] if brokers else None
+
+
+def find_brokers(parent: psutil.Process) -> list[psutil.Process]:
+    """Every embedded broker among the children of `parent`, oldest first."""
+    found = []
     for child in parent.children(recursive=True):
         try:
             if _BROKER_MARK in " ".join(child.cmdline()):
-                return child
+                found.append((child.create_time(), child.pid, child))
         except psutil.Error:
             continue
-    return None
+    return [child for _, _, child in sorted(found, key=lambda f: (f[0], f[1]))]
 
 
 def _rss(proc: psutil.Process | None) -> int | None:

@@ -130,7 +130,7 @@ class IngestReport:
 
     @property
     def phases(self) -> tuple[PhaseResult, ...]:
-        """Every throughput phase, in the order they ran."""
+        """Every throughput phase: the two ceilings first, then ingest."""
         return (self.ceiling, self.gateway, self.single, self.batch)
 
     @property

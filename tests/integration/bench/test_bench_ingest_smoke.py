@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.conftest import free_port
 from tests.integration.iam.acl_matrix import Probe
 from typer.testing import CliRunner
 
@@ -15,7 +14,6 @@ from werk.bench.gateway import BenchGateway
 from werk.bench.workload import NODE
 from werk.cli.main import app
 from werk.core.settings import Settings
-from werk.uns.broker import EmbeddedBroker
 
 MESSAGES = 300
 BATCH_MESSAGES = 20
@@ -93,11 +91,8 @@ def test_the_gateway_phase_logs_in_as_a_device_with_its_own_rights(
     tmp_path: Path,
 ) -> None:
     """A wrong key is refused by the gateway: the phase really authenticates."""
-    settings = Settings(data_dir=tmp_path, mqtt_port=free_port(), mqtt5_port=free_port(),
-                        http_port=free_port(), mqtt_host="127.0.0.1")  # fmt: skip
-    broker = EmbeddedBroker(settings)
-    broker.start()
-    gateway = BenchGateway(settings, broker)
+    settings = Settings(data_dir=tmp_path, mqtt_host="127.0.0.1")
+    gateway = BenchGateway(settings, tmp_path / "gateway")
     try:
         login = gateway.start()
         assert login.username == "bench-publisher" and login.key.startswith("wk_")
@@ -113,4 +108,3 @@ def test_the_gateway_phase_logs_in_as_a_device_with_its_own_rights(
             bad.close()
     finally:
         gateway.stop()
-        broker.stop()
