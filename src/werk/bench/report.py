@@ -53,6 +53,11 @@ class PhaseResult:
         """CPU of werk, broker and publisher over the run, in % of one core."""
         return cpu_percent(self.usage, self.window_s, self.publisher)
 
+    @property
+    def werk_cpu_us_per_message(self) -> float | None:
+        """werk's CPU time per message received, in microseconds."""
+        return self.usage.werk_cpu_s * 1e6 / self.messages if self.messages else None
+
     def as_dict(self) -> dict[str, Any]:
         """Plain figures for JSON."""
         werk, broker, pub = self.cpu_percent()
@@ -64,6 +69,7 @@ class PhaseResult:
             "points_per_s": self.points_per_s,
             "publisher_msgs_per_s": self.publisher_msgs_per_s,
             "cpu_percent": {"werk": werk, "broker": broker, "publisher": pub},
+            "werk_cpu_us_per_message": self.werk_cpu_us_per_message,
         }
 
 
@@ -209,7 +215,7 @@ def throughput_table(report: IngestReport) -> Table:
 _PHASE_ROWS: Final = (
     "messages", "points (tag samples)", "seconds, first to last", "messages/s", "points/s",
     "vs ceiling (messages/s)", "ingest batches (messages each)", "publisher acked msg/s",
-    "CPU werk (% of a core)",
+    "CPU werk (% of a core)", "CPU werk per message (µs)",
     "CPU broker", "CPU publisher", "peak RSS werk (MiB)", "peak RSS broker (MiB)",
 )  # fmt: skip
 
@@ -222,7 +228,8 @@ def _phase_cells(phase: PhaseResult, ceiling: float) -> list[str]:
         messages, f"{phase.points:,}", f"{phase.seconds:.2f}", f"{phase.msgs_per_s:,.0f}",
         f"{phase.points_per_s:,.0f}",
         f"{phase.msgs_per_s / ceiling:.1%}" if ceiling > 0 else "-", _batches(phase),
-        "-" if pub is None else f"{pub:,.0f}", _pct(werk), _pct(broker), _pct(publisher),
+        "-" if pub is None else f"{pub:,.0f}", _pct(werk), _us(phase.werk_cpu_us_per_message),
+        _pct(broker), _pct(publisher),
         _mib(phase.usage.werk_rss_peak), _mib(phase.usage.broker_rss_peak),
     ]  # fmt: skip
 
@@ -308,4 +315,8 @@ def _mib(value: int | None) -> str:
 
 
 def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _us(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"

@@ -60,6 +60,7 @@ def test_each_phase_completes_with_positive_rates(
     assert figures["msgs_per_s"] > 0
     assert figures["points_per_s"] > 0
     assert figures["cpu_percent"]["werk"] > 0
+    assert figures["werk_cpu_us_per_message"] > 0
 
 
 def test_reports_latency_samples(quick_run: tuple[str, dict[str, Any]]) -> None:
