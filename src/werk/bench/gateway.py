@@ -9,7 +9,6 @@ cost on the data path of every device message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -23,20 +22,10 @@ from werk.core.settings import Settings
 from werk.iam.bootstrap import SYSTEM, ensure_admin
 from werk.iam.mqtt import IamMqttAuthority
 from werk.iam.service import Iam
-from werk.uns.broker import EmbeddedBroker
+from werk.uns.broker import BrokerAddress, EmbeddedBroker
 from werk.uns.gateway import MqttGateway
 
 DEVICE: Final = "bench-publisher"
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceLogin:
-    """Where the device logs in, and with what."""
-
-    host: str
-    port: int
-    username: str
-    key: str
 
 
 class BenchGateway:
@@ -56,10 +45,11 @@ class BenchGateway:
         self._engine: Engine | None = None
         self._gateway: MqttGateway | None = None
 
-    def start(self) -> DeviceLogin:
+    def start(self) -> BrokerAddress:
         """Start the broker, create the device and its key, start the gateway.
 
-        Returns the device's login at the gateway; `stop` cleans up a half-done start.
+        Returns the gateway's address with the device's login; `stop` cleans up a
+        half-done start.
         """
         s = self._settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +64,7 @@ class BenchGateway:
             s, authority, self.broker.internal_v311_address, self.broker.address
         )
         self._gateway.start()
-        return DeviceLogin(s.mqtt_host, s.mqtt5_port, DEVICE, key)
+        return BrokerAddress(s.mqtt_host, s.mqtt5_port, True, DEVICE, key)
 
     def stop(self) -> None:
         """Stop the gateway and the broker, and close IAM's database."""

@@ -46,7 +46,6 @@ from werk.core.settings import Settings
 from werk.uns.broker import BrokerAddress, EmbeddedBroker
 
 if TYPE_CHECKING:
-    from werk.bench.gateway import DeviceLogin
     from werk.runtime import Runtime
     from werk.uns.ingest import IngestPipeline
 
@@ -184,7 +183,7 @@ class _Bench:
         return _Ingested(single, batch, latency, runtime.store.count(), pipeline.stats.samples)
 
     def _ceiling(
-        self, address: BrokerAddress, name: str, login: DeviceLogin | None = None
+        self, address: BrokerAddress, name: str, login: BrokerAddress | None = None
     ) -> PhaseResult:
         """A bare subscriber on the same kind of subscription as the pipeline's."""
         topic_filter = f"$share/{_CEILING_GROUP}/{self._settings.uns_root}/#"
@@ -244,7 +243,7 @@ class _Bench:
         count: int,
         meter: Meter,
         pipeline: IngestPipeline | None,
-        login: DeviceLogin | None = None,
+        login: BrokerAddress | None = None,
     ) -> PhaseResult:
         """Publish `count` messages from a publisher process; measure until `meter` has them."""
         before = _counters(pipeline)
@@ -335,7 +334,7 @@ class _Bench:
         _wait_until(lambda: watcher.seen(last), self._config.stall_timeout_s)
 
     def _publisher(
-        self, mode: str, login: DeviceLogin | None = None, **options: float
+        self, mode: str, login: BrokerAddress | None = None, **options: float
     ) -> PublisherProcess:
         """A started publisher process, ready to go: anonymous on rumqttd, or as `login`."""
         s = self._settings
@@ -348,9 +347,9 @@ class _Bench:
         for key, value in options.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         env = None
-        if login is not None:
+        if login is not None and login.username is not None:
             args += ["--username", login.username]
-            env = {PASSWORD_ENV: login.key}
+            env = {PASSWORD_ENV: login.password or ""}
         publisher = PublisherProcess(args, env)
         publisher.start(_READY_TIMEOUT_S)
         return publisher

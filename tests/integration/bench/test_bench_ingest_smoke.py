@@ -96,9 +96,10 @@ def test_the_gateway_phase_logs_in_as_a_device_with_its_own_rights(
     gateway = BenchGateway(settings, tmp_path / "gateway")
     try:
         login = gateway.start()
-        assert login.username == "bench-publisher" and login.key.startswith("wk_")
-        good = Probe(login.port, login.username, login.key)
-        bad = Probe(login.port, login.username, login.key[:-1] + "x")
+        key = login.password or ""
+        assert login.username == "bench-publisher" and key.startswith("wk_")
+        good = Probe(login.port, login.username, key)
+        bad = Probe(login.port, login.username, key[:-1] + "x")
         try:
             assert good.connect() == 0
             assert good.publish(f"uns/v1/{NODE}/m-0/_value/t0") < 0x80
