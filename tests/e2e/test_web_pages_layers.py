@@ -94,6 +94,8 @@ def test_processed_layer_flags_the_value_outside_the_rule(
     page.get_by_test_id("layer-choice").get_by_text("Processed").click()
 
     expect(page).to_have_url(f"{plant.url}/layers/{PRESSURE}?layer=processed&last=1h")
+    link = page.get_by_test_id(f"pick-{PRESSURE}")  # the tag links follow the chosen layer
+    expect(link).to_have_attribute("href", f"/layers/{PRESSURE}?layer=processed&last=1h")
     expect(page.get_by_test_id("layer-caption")).to_have_text("4 processed samples, 1 flagged")
     rows = page.get_by_test_id("layer-table").locator("tbody tr")
     flagged = rows.filter(has_text=OUT_OF_RANGE)

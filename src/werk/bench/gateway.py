@@ -39,6 +39,7 @@ class BenchGateway:
         mqtt, mqtt5 = free_ports(2, settings.mqtt_host)
         self._settings = settings.model_copy(
             update={"data_dir": data_dir, "mqtt_port": mqtt, "mqtt5_port": mqtt5,
+                    "mqtt_internal_port": 0, "mqtt5_internal_port": 0,
                     "mqtt_allow_anonymous": False, "database_url": None}
         )  # fmt: skip
         self.broker = EmbeddedBroker(self._settings)

@@ -384,6 +384,7 @@ class IamMqttAuthority:
 PrincipalsProvider = Callable[[], Iterable[Principal]]
 _EXPECT_S: Final = 300.0
 _EXPECT_MAX: Final = 100_000
+_ADMIT_CHECK_S: Final = 5.0
 
 
 class PublishGuard:
@@ -398,7 +399,9 @@ class PublishGuard:
 
     A principal made through another werk process becomes known here with the next poll
     of the change feed; if it logs in to this process's MQTT gateway before that, the
-    gateway hands it over (`admit`), so its first messages are not quarantined.
+    gateway hands it over (`admit`), so its first messages are not quarantined. An
+    admission lasts until the directory is read again, which happens at the latest
+    `admit_check_s` later: then the principal counts if the directory has it, enabled.
     """
 
     def __init__(
@@ -409,18 +412,22 @@ class PublishGuard:
         allow_anonymous: bool = False,
         sparkplug_host_id: str | None = None,
         node_path: NodePath | None = None,
+        admit_check_s: float = _ADMIT_CHECK_S,
     ) -> None:
         self._principals = principals
         self._node_path = node_path
         self._root = uns_root
         self._anonymous = allow_anonymous
         self._host_id = sparkplug_host_id
-        self._lock = threading.Lock()
-        self._admitted: dict[str, list[str]] = {}
+        self._admit_check_s = admit_check_s
+        self._lock = threading.Lock()  # rules, known principals and admissions change together
+        self._reading = threading.Lock()  # one directory read at a time, applied in order
+        self._admitted: dict[str, tuple[list[str], float]] = {}  # id -> (filters, when)
+        self._check_at: float | None = None  # when to read the directory for the admitted
         self._rules = TopicAcl((), ())
         self._known: frozenset[str] = frozenset()
-        self.refresh()
         self._expected: OrderedDict[str, float] = OrderedDict()
+        self.refresh()
 
     @classmethod
     def from_settings(
@@ -440,6 +447,9 @@ class PublishGuard:
         )
 
     def __call__(self, topic: str) -> bool:
+        check_at = self._check_at
+        if check_at is not None and time.monotonic() >= check_at:
+            self._check_admitted()
         return self._rules.may_publish(topic) or self._was_expected(topic)
 
     def expect(self, topic: str) -> None:
@@ -456,35 +466,56 @@ class PublishGuard:
         return until is not None and until >= time.monotonic()
 
     def refresh(self) -> None:
-        """Read the principals again and forget every cached decision."""
-        filters, known = self._load()
-        with self._lock:  # atomic with `admit`: a principal admitted meanwhile stays
-            for principal_id in known & self._admitted.keys():
-                del self._admitted[principal_id]
-            for principal_id, admitted in self._admitted.items():
-                filters.extend(admitted)
-                known.add(principal_id)
-            self._rules = TopicAcl(filters, (), cache_limit=_GUARD_CACHE)
-            self._known = frozenset(known)
+        """Read the principals again and forget every cached decision.
+
+        Admissions made before the read began end: a principal is committed before it can
+        log in, so the read found it if it is still enabled. Those made during the read stay.
+        """
+        with self._reading:
+            started = time.monotonic()
+            filters, known = self._load()
+            with self._lock:
+                self._admitted = {
+                    principal_id: admission
+                    for principal_id, admission in self._admitted.items()
+                    if admission[1] >= started and principal_id not in known
+                }
+                for admitted, _ in self._admitted.values():
+                    filters.extend(admitted)
+                known.update(self._admitted)
+                self._rules = TopicAcl(filters, (), cache_limit=_GUARD_CACHE)
+                self._known = frozenset(known)
+                earliest = min((when for _, when in self._admitted.values()), default=None)
+                self._check_at = None if earliest is None else earliest + self._admit_check_s
 
     def admit(self, principal: Principal) -> None:
-        """Add the rights of `principal`, just authenticated, if they are not known yet.
-
-        It stays admitted until a refresh finds it in the directory, or `on_change` names
-        it: a refresh that read the directory before the principal was committed keeps it.
-        """
+        """Add the rights of `principal`, just authenticated, if they are not known yet."""
         if principal.id in self._known:
             return
         filters = publish_filters(principal, self._root, self._node_path)
         with self._lock:
-            self._admitted[principal.id] = filters
+            if principal.id in self._known:
+                return  # a read that finished meanwhile has its current rights
+            now = time.monotonic()
+            self._admitted[principal.id] = (filters, now)
             self._known = self._known | {principal.id}
             self._rules = TopicAcl([*self._rules.publish, *filters], (), cache_limit=_GUARD_CACHE)
+            if self._check_at is None:
+                self._check_at = now + self._admit_check_s
+
+    def _check_admitted(self) -> None:
+        """Read the directory for the principals admitted a while ago; on failure, later."""
+        with self._lock:
+            self._check_at = None  # one caller reads; the others go on meanwhile
+        try:
+            self.refresh()
+        except Exception:
+            _LOGGER.exception("publish guard could not look up admitted principals")
+            with self._lock:
+                self._check_at = time.monotonic() + self._admit_check_s
 
     def on_change(self, principal_id: str) -> None:
         """Refresh after an IAM change (an `Iam.on_change` listener); log a failure."""
-        with self._lock:
-            self._admitted.pop(principal_id, None)
         try:
             self.refresh()
         except Exception:

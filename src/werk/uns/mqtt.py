@@ -101,7 +101,9 @@ def subscribe(
         answered.set()
 
     client.on_subscribe = on_subscribe
-    client.subscribe(topic_filter, qos=qos)
+    result, _mid = client.subscribe(topic_filter, qos=qos)
+    if result != paho.MQTT_ERR_SUCCESS:
+        raise BrokerUnavailable(f"cannot subscribe to {topic_filter}: {paho.error_string(result)}")
     if not answered.wait(timeout_s):
         raise BrokerUnavailable(
             f"the MQTT broker did not answer a subscription within {timeout_s:g} s"

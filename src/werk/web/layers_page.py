@@ -116,9 +116,13 @@ class LayersView:
             "Raw, processed and business data of a tag, traced back to the messages it came from.",
         )
         with ui.row().classes("w-full no-wrap items-start gap-4"):
-            TagPicker(context, seat, choice)
+            picker = TagPicker(context, seat, choice)
             with ui.column().classes("grow min-w-0 gap-4"):
-                self._layer = LayerCard(context, check, choice, self._open) if choice.tag else None
+                self._layer = (
+                    LayerCard(context, check, choice, self._open, picker.follow_choice)
+                    if choice.tag
+                    else None
+                )
                 if self._layer is None:
                     _pick_a_tag()
                 self._panel = LineagePanel(lambda: context.store, check)
@@ -167,7 +171,8 @@ class TagPicker:
         self._context = context
         self._seat = seat
         self._choice = choice
-        self._listed: list[str] | None = None
+        self._listed: list[tuple[str, str]] | None = None  # (path, link) shown
+        self._text = ""
         with ui.card().classes("w-80 shrink-0 gap-2").props("flat bordered"):
             search = ui.input(placeholder="Search tags by words in their path")
             search.props("outlined dense clearable debounce=250 data-testid=layer-tag-search")
@@ -181,7 +186,12 @@ class TagPicker:
         self._show("")
 
     def _search(self, event: events.ValueChangeEventArguments[Any]) -> None:
-        self._show((event.value or "").strip())
+        self._text = (event.value or "").strip()
+        self._show(self._text)
+
+    def follow_choice(self) -> None:
+        """Point the listed links at the layer and range chosen now."""
+        self._show(self._text)
 
     def _show(self, text: str) -> None:
         principal = self._seat.principal
@@ -194,14 +204,14 @@ class TagPicker:
         self._count.set_text(
             f"the first {TAGS_LISTED} matching tags" if more else count_of(len(found), "tag")
         )
-        paths = [state.path for state in found[:TAGS_LISTED]]
-        if paths == self._listed:
+        links = [(state.path, self._choice.url(state.path)) for state in found[:TAGS_LISTED]]
+        if links == self._listed:
             return  # the same links stay: one being clicked is not replaced under the pointer
-        self._listed = paths
+        self._listed = links
         self._list.clear()
         with self._list:
-            for path in paths:
-                _tag_link(path, self._choice.url(path), path == self._choice.tag)
+            for path, url in links:
+                _tag_link(path, url, path == self._choice.tag)
 
 
 def _tag_link(path: str, url: str, chosen: bool) -> None:
@@ -231,11 +241,14 @@ class LayerCard:
         check: LayerCheck,
         choice: Choice,
         open_lineage: Callable[[Step], Awaitable[None]],
+        on_choice: Callable[[], None],
     ) -> None:
+        """`on_choice` is called after the layer or range changed (the tag links follow)."""
         self._context = context
         self._check = check
         self._choice = choice
         self._open = open_lineage
+        self._on_choice = on_choice
         with ui.card().classes("w-full gap-2").props("flat bordered data-testid=layer-card"):
             self._build_header()
             self._explain = ui.label().classes("text-sm text-grey-7")
@@ -361,6 +374,7 @@ class LayerCard:
 
     async def _reload(self) -> None:
         ui.navigate.history.replace(self._choice.url())
+        self._on_choice()
         self._table.columns = _COLUMNS[self._choice.layer]
         self._table.rows = []
         await self.refresh()

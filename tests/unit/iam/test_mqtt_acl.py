@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from werk.iam.scopes import Grant, OrgKind, Principal, PrincipalKind, Scope
 
 ROOT = "uns/v1"
 PRESS = "acme/berlin/machining/line-1/cell-1/press-7"
+FORCE = f"{ROOT}/{PRESS}/_value/force"
 FRESH = "fresh-tag"  # a tag name no generated filter names literally
 LEVELS = ("a", "b", "c")
 SPARKPLUG_TYPES = ("NBIRTH", "NDEATH", "NDATA", "DBIRTH", "DDEATH", "DDATA", "NCMD", "DCMD")
@@ -344,26 +347,82 @@ def test_the_guard_counts_what_the_rest_api_publishes_and_anonymous_access() -> 
 def test_a_principal_admitted_at_login_publishes_before_the_next_refresh() -> None:
     enabled: list[Principal] = []
     guard = PublishGuard(lambda: list(enabled), ROOT)
-    topic = f"{ROOT}/{PRESS}/_value/force"
     newcomer = principal(((MQTT_PUBLISH,), (f"{PRESS}/#",)))
-    assert not guard(topic)  # made through another werk process a moment ago
+    assert not guard(FORCE)  # made through another werk process a moment ago
     guard.admit(newcomer)
-    assert guard(topic)
+    assert guard(FORCE)
     assert not guard(f"{ROOT}/acme/berlin/machining/line-1/cell-1/press-8/_value/force")
-    guard.refresh()  # read before the principal was committed: it stays admitted
-    assert guard(topic)
     enabled.append(newcomer)
-    guard.refresh()  # now the directory has it
+    guard.refresh()  # the directory has it now
+    assert guard(FORCE)
     enabled.clear()
-    guard.refresh()  # and without it, it is gone: no longer admitted
-    assert not guard(topic)
+    guard.refresh()
+    assert not guard(FORCE)  # nothing of the admission is left over
+
+
+def test_an_admission_made_while_the_directory_is_read_stays() -> None:
+    newcomer = principal(((MQTT_PUBLISH,), (f"{PRESS}/#",)))
+    guards: list[PublishGuard] = []
+
+    def directory_read_before_the_commit() -> list[Principal]:
+        if guards:
+            guards[0].admit(newcomer)  # logs in while the read is under way
+        return []
+
+    guard = PublishGuard(directory_read_before_the_commit, ROOT)
+    guards.append(guard)
+    guard.refresh()
+    assert guard(FORCE)
+
+
+def test_an_admission_ends_when_the_directory_no_longer_has_the_principal() -> None:
+    reads: list[int] = []
+
+    def directory() -> list[Principal]:
+        reads.append(1)
+        return []  # disabled or deleted right after it logged in
+
+    guard = PublishGuard(directory, ROOT, admit_check_s=0.05)
+    guard.admit(principal(((MQTT_PUBLISH,), (f"{PRESS}/#",))))
+    assert guard(FORCE) and len(reads) == 1
+    time.sleep(0.1)
+    assert not guard(FORCE)  # this call read the directory again
+    assert len(reads) == 2
+    assert not guard(FORCE) and len(reads) == 2  # and nothing is left to check
+
+
+def test_an_admitted_principal_the_directory_has_stays_after_the_check() -> None:
+    newcomer = principal(((MQTT_PUBLISH,), (f"{PRESS}/#",)))
+    enabled: list[Principal] = []
+    guard = PublishGuard(lambda: list(enabled), ROOT, admit_check_s=0.05)
+    guard.admit(newcomer)
+    enabled.append(newcomer)  # committed before it logged in
+    time.sleep(0.1)
+    assert guard(FORCE)
+
+
+def test_a_failed_check_keeps_the_admission_and_tries_again() -> None:
+    reads: list[int] = []
+
+    def directory() -> list[Principal]:
+        reads.append(1)
+        if len(reads) == 2:
+            raise OSError("database is down")
+        return []
+
+    guard = PublishGuard(directory, ROOT, admit_check_s=0.05)
+    guard.admit(principal(((MQTT_PUBLISH,), (f"{PRESS}/#",))))
+    time.sleep(0.1)
+    assert guard(FORCE)  # the read failed: still admitted, logged, tried again later
+    time.sleep(0.1)
+    assert not guard(FORCE) and len(reads) == 3
 
 
 def test_a_changed_principal_is_no_longer_admitted() -> None:
     guard = PublishGuard(list, ROOT)
     guard.admit(principal(((MQTT_PUBLISH,), (f"{PRESS}/#",))))
     guard.on_change("p1")  # disabled through another werk process
-    assert not guard(f"{ROOT}/{PRESS}/_value/force")
+    assert not guard(FORCE)
 
 
 def test_admitting_a_known_principal_changes_nothing() -> None:
