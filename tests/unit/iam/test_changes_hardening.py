@@ -13,49 +13,32 @@ from sqlalchemy import event, insert
 from tests.postgres_server import PostgresServer
 from tests.unit.iam.test_authn import PASSWORD as WORLD_PASSWORD
 from tests.unit.iam.test_authn import World, make_world
-from tests.unit.iam.test_changes import IP, PASSWORD, Process, _service_key, _user
+from tests.unit.iam.test_changes import (
+    IP,
+    PASSWORD,
+    Process,
+    _service_key,
+    _user,
+    migrated,
+    process_pair,
+    refusal,
+)
 
-from werk.core.db import create_db_engine, upgrade_schema
-from werk.core.errors import Unauthenticated
 from werk.iam.authn import Authenticator
-from werk.iam.bootstrap import SYSTEM, ensure_admin
+from werk.iam.bootstrap import SYSTEM
 from werk.iam.changes import Change
 from werk.iam.models import ChangeRecord, utc_now
-
-
-def _migrated(url: str) -> str:
-    engine = create_db_engine(url)
-    upgrade_schema(engine)
-    engine.dispose()
-    return url
-
-
-def _pair(url: str, tmp_path: Path) -> Iterator[tuple[Process, Process]]:
-    first = Process(url, tmp_path / "a")
-    ensure_admin(first.iam)
-    second = Process(url, tmp_path / "b")
-    yield first, second
-    first.close()
-    second.close()
 
 
 @pytest.fixture
 def pg_pair(postgres: PostgresServer, tmp_path: Path) -> Iterator[tuple[Process, Process]]:
     url = postgres.new_database().replace("postgresql://", "postgresql+psycopg://", 1)
-    yield from _pair(_migrated(url), tmp_path)
+    yield from process_pair(migrated(url), tmp_path)
 
 
 @pytest.fixture
 def sqlite_pair(tmp_path: Path) -> Iterator[tuple[Process, Process]]:
-    yield from _pair(_migrated(f"sqlite:///{tmp_path / 'werk.db'}"), tmp_path)
-
-
-def _code(call: Any, *args: Any) -> str | None:
-    try:
-        call(*args)
-    except Unauthenticated as exc:
-        return exc.code
-    return None
+    yield from process_pair(migrated(f"sqlite:///{tmp_path / 'werk.db'}"), tmp_path)
 
 
 def test_a_gap_row_stamped_more_than_ten_seconds_back_is_still_applied(
@@ -126,7 +109,7 @@ def test_an_api_key_revoked_while_the_feed_write_fails_is_refused_elsewhere(
     a.iam.changes.publish("principal", "someone-else")  # the feed works again
     for _ in range(3):
         b.iam.changes.poll()
-    assert _code(b.iam.authn.verify, key) == "key_revoked"
+    assert refusal(b.iam.authn.verify, key) == "key_revoked"
 
 
 def test_a_revocation_noted_while_a_first_load_runs_is_not_lost(
@@ -136,7 +119,7 @@ def test_a_revocation_noted_while_a_first_load_runs_is_not_lost(
     _user(a.iam)
     token = a.iam.authn.issue(a.iam.authn.login_password("alice", PASSWORD, ip=IP), ip=IP)
     entered, release = threading.Event(), threading.Event()
-    request = threading.Thread(target=lambda: _code(b.iam.authn.verify, token.access_token))
+    request = threading.Thread(target=lambda: refusal(b.iam.authn.verify, token.access_token))
 
     def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if threading.current_thread() is request and "iam_revoked_tokens" in statement:
@@ -154,7 +137,7 @@ def test_a_revocation_noted_while_a_first_load_runs_is_not_lost(
     finally:
         release.set()
         event.remove(b.engine, "after_cursor_execute", pause)
-    assert _code(b.iam.authn.verify, token.access_token) == "token_revoked"
+    assert refusal(b.iam.authn.verify, token.access_token) == "token_revoked"
 
 
 def test_expired_revocations_noted_from_other_processes_are_dropped(
@@ -183,10 +166,10 @@ def test_a_login_ended_by_a_process_with_a_slower_clock_stays_ended(world: World
     world.user()
     pair = fast.issue(fast.login_password("alice", WORLD_PASSWORD, ip=IP), ip=IP)
     world.authn.revoke(pair.refresh_token or "")  # `werk logout` through the slow process
-    assert _code(world.authn.verify, pair.access_token) == "token_revoked"
+    assert refusal(world.authn.verify, pair.access_token) == "token_revoked"
     world.clock.advance(61)
     other = world.authn.issue(world.authn.login_password("alice", WORLD_PASSWORD, ip=IP), ip=IP)
     world.authn.revoke(other.access_token)  # any later revocation prunes expired ids
     refused = {"token_revoked", "token_expired"}
-    assert _code(world.authn.verify, pair.access_token) in refused
-    assert _code(world.authenticator().verify, pair.access_token) in refused
+    assert refusal(world.authn.verify, pair.access_token) in refused
+    assert refusal(world.authenticator().verify, pair.access_token) in refused
